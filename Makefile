@@ -1,0 +1,68 @@
+# mvl: `make` builds ./mvl; `make test`; `make bench`; `make demo`; `make asan`.
+# Missing Debian packages are installed by scripts/deps.sh on first build.
+
+CC      ?= gcc
+PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
+B       ?= build
+
+SRCDIRS := pipeline filters mixers tokenizer trainer
+SRCS    := $(filter-out pipeline/main.c,$(foreach d,$(SRCDIRS),$(wildcard $(d)/*.c)))
+OBJS    := $(SRCS:%.c=$(B)/%.o)
+TESTSRC := $(wildcard tests/unit/*.c)
+TESTBIN := $(TESTSRC:tests/unit/%.c=$(B)/tests/%)
+
+all: mvl
+
+# Installs what is missing (idempotent), then records the build flags.
+$(B)/deps.mk: scripts/deps.sh
+	@mkdir -p $(B)
+	@pkg-config --exists $(PKGS) 2>/dev/null && command -v /usr/bin/python3 >/dev/null \
+	  && /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || scripts/deps.sh
+	@echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))" > $@.tmp
+	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread" >> $@.tmp
+	@mv $@.tmp $@
+
+-include $(B)/deps.mk
+
+$(B)/%.o: %.c $(B)/deps.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEP_CFLAGS) -Ipipeline -c $< -o $@
+
+$(B)/libmvl.a: $(OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/mvl: $(B)/pipeline/main.o $(B)/libmvl.a
+	$(CC) $(CFLAGS) -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
+
+mvl: $(B)/mvl
+	@[ "$(B)" = build ] && cp $(B)/mvl mvl || true
+
+$(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEP_CFLAGS) -Ipipeline -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS)
+
+tests: $(B)/mvl $(TESTBIN)
+
+test: tests
+	@MVL=$(abspath $(B)/mvl) B=$(abspath $(B)) tests/run.sh
+
+asan:
+	$(MAKE) B=build-asan OPT=-O1 \
+	  CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' \
+	  LDFLAGS='-fsanitize=address,undefined' test
+
+bench: mvl
+	@scripts/deps.sh --bench
+	scripts/bench_ingest.sh
+
+demo: mvl
+	scripts/demo.sh
+
+clean:
+	rm -rf build build-asan mvl
+
+.PHONY: all mvl test tests asan bench demo clean
+-include $(OBJS:.o=.d) $(B)/pipeline/main.d

@@ -1,0 +1,80 @@
+/* main.c: the `mvl` command table and dispatch (git-style). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "util.h"
+
+static const struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{"cat", cmd_cat, "concatenate, recompress or convert sample streams"},
+	{"ingest", cmd_ingest, "normalize images and captions from folders, JSONL or shards into a stream"},
+	{"ls", cmd_ls, "list samples: key, members, image format and size, caption length"},
+	{"shard", cmd_shard, "re-shard a stream into sized shards"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mvl [--version] [--help] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'mvl help COMMAND' or 'mvl COMMAND --help' shows a command's options.\n");
+}
+
+static const struct command *lookup(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static int finish(int rc)
+{
+	/* A full disk on stdout is an error, not a success. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		perror("mvl: error writing standard output");
+		return rc ? rc : 1;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+		printf("mvl %s\n", MVL_VERSION);
+		return finish(0);
+	}
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+		usage(stdout);
+		return finish(0);
+	}
+	if (strcmp(name, "help") == 0) {
+		if (argc < 3) {
+			usage(stdout);
+			return finish(0);
+		}
+		const struct command *c = lookup(argv[2]);
+		if (!c) {
+			fprintf(stderr, "mvl: '%s' is not an mvl command; see 'mvl help'\n", argv[2]);
+			return 2;
+		}
+		char *hargv[] = {(char *)c->name, "--help", NULL};
+		return finish(c->fn(2, hargv));
+	}
+	const struct command *c = lookup(name);
+	if (!c) {
+		fprintf(stderr, "mvl: '%s' is not an mvl command; see 'mvl help'\n", name);
+		return 2;
+	}
+	return finish(c->fn(argc - 1, argv + 1));
+}

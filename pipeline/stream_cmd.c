@@ -1,0 +1,121 @@
+/* stream_cmd.c: the shared body of stream commands. */
+#include "stream_cmd.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
+		    char **args, int nargs, int flags, mvl_err *err)
+{
+	int with_output = flags & RUN_WRITES;
+	memset(sr, 0, sizeof *sr);
+	sr->cmd = cmd;
+	sr->o = o;
+	for (int i = 0; i < nargs; i++)
+		if (inputs_expand(&sr->in, args[i], err) != 0)
+			goto fail;
+	if (with_output && !o->output && isatty(1)) {
+		mvl_errf(err, "refusing to write a tar stream to a terminal; redirect stdout or use -o");
+		goto fail;
+	}
+	if (!with_output && o->output) {
+		mvl_errf(err, "this command writes no stream; -o is not used");
+		goto fail;
+	}
+	if (o->rejects && !(sr->rj = rejects_open(o->rejects, err)))
+		goto fail;
+	if (!sr->rj)
+		sr->rj = rejects_open(NULL, err);
+	if (with_output) {
+		writer_opts wo = {o->output, o->maxcount, o->maxsize, o->compress, o->level, 0};
+		if (!(sr->w = shard_writer_open(&wo, err)))
+			goto fail;
+	}
+	reader_opts ro = {o->max_member};
+	if (flags & RUN_INGEST)
+		sr->src = ingest_source(sr->in.path, sr->in.n, &ro, cmd);
+	else
+		sr->src = shard_source(sr->in.path, sr->in.n, &ro);
+	sr->p = progress_new(cmd, o->quiet, sr->src.total(sr->src.self));
+	return 0;
+fail:
+	if (sr->rj)
+		rejects_close(sr->rj, 0, NULL);
+	inputs_free(&sr->in);
+	sr->rj = NULL;
+	return -1;
+}
+
+int stream_run_read(stream_run *sr, sample *s)
+{
+	reject_info rj;
+	mvl_err err;
+	for (;;) {
+		int k = sr->src.next(sr->src.self, s, &rj, &err);
+		progress_update(sr->p, sr->nin, sr->src.bytes(sr->src.self));
+		switch (k) {
+		case READ_END:
+			return 0;
+		case READ_SAMPLE:
+			sr->nin++;
+			return 1;
+		case READ_BROKEN:
+			sr->input_errors++;
+			fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);
+			/* the broken group is a rejected sample */
+			__attribute__((fallthrough));
+		case READ_REJECT:
+			sr->nin++;
+			rejects_add(sr->rj, s->key, s->source, &rj);
+			continue;
+		case READ_INPUT_ERROR:
+			sr->input_errors++;
+			fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);
+			continue;
+		}
+	}
+}
+
+void stream_run_reject(stream_run *sr, const sample *s, const reject_info *rj)
+{
+	rejects_add(sr->rj, s->key, s->source, rj);
+}
+
+int stream_run_write(stream_run *sr, const sample *s, mvl_err *err)
+{
+	if (shard_writer_write(sr->w, s, err) != 0) {
+		sr->output_failed = 1;
+		return -1;
+	}
+	sr->nkept++;
+	return 0;
+}
+
+int stream_run_close(stream_run *sr)
+{
+	mvl_err err;
+	int status = 0;
+	progress_done(sr->p);
+	if (sr->w && shard_writer_close(sr->w, !sr->output_failed, &err) != 0) {
+		fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);
+		sr->output_failed = 1;
+	}
+	uint64_t nrej = rejects_total(sr->rj);
+	if (!sr->o->quiet || nrej || sr->input_errors)
+		rejects_summary(sr->rj, sr->cmd, sr->nin, sr->nkept, stderr);
+	if (rejects_close(sr->rj, !sr->output_failed, &err) != 0) {
+		fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);
+		status = 1;
+	}
+	if (sr->input_errors || sr->output_failed)
+		status = 1;
+	if (sr->o->strict && nrej) {
+		fprintf(stderr, "mvl %s: --strict: %llu samples rejected\n", sr->cmd,
+			(unsigned long long)nrej);
+		status = 1;
+	}
+	sr->src.free(sr->src.self);
+	inputs_free(&sr->in);
+	return status;
+}

@@ -1,0 +1,41 @@
+#!/bin/sh
+# deps.sh: install every Debian package mvl needs to build, test and bench.
+# Idempotent: packages already installed are skipped; apt-get runs only when
+# something is missing.  Usage: scripts/deps.sh [--bench]
+#   --bench  also installs the photo set the ingest benchmark reads
+#            (mate-backgrounds: real JPEG photos of a few megapixels).
+set -eu
+
+PKGS="build-essential pkg-config
+libarchive-dev libzstd-dev zstd zlib1g-dev
+libturbojpeg0-dev libwebp-dev libspng-dev libpng-dev
+libicu-dev libpcre2-dev libopenblas-dev libopenmpi-dev openmpi-bin
+libyaml-dev libjansson-dev libxxhash-dev
+python3 python3-pil python3-numpy"
+
+if [ "${1:-}" = "--bench" ]; then
+	PKGS="$PKGS mate-backgrounds"
+fi
+
+missing=""
+for p in $PKGS; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$st" in
+	*"install ok installed"*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+echo "deps.sh: installing:$missing" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
