@@ -3,9 +3,9 @@
 
 CC      ?= gcc
 PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib
-OPT     ?= -O2
-CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
+CFLAGS  ?= -O2 -g
+# project flags apply whatever CFLAGS the command line sets (make asan)
+XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
 B       ?= build
 
 SRCDIRS := pipeline filters mixers tokenizer trainer
@@ -29,20 +29,20 @@ $(B)/deps.mk: scripts/deps.sh
 
 $(B)/%.o: %.c $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEP_CFLAGS) -Ipipeline -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -c $< -o $@
 
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/mvl: $(B)/pipeline/main.o $(B)/libmvl.a
-	$(CC) $(CFLAGS) -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) -fopenmp -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
 
 mvl: $(B)/mvl
 	@[ "$(B)" = build ] && cp $(B)/mvl mvl || true
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEP_CFLAGS) -Ipipeline -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
 tests: $(B)/mvl $(TESTBIN)
 
@@ -50,7 +50,7 @@ test: tests
 	@MVL=$(abspath $(B)/mvl) B=$(abspath $(B)) tests/run.sh
 
 asan:
-	$(MAKE) B=build-asan OPT=-O1 \
+	$(MAKE) B=build-asan \
 	  CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' \
 	  LDFLAGS='-fsanitize=address,undefined' test
 

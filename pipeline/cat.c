@@ -37,9 +37,11 @@ int cmd_cat(int argc, char **argv)
 	const opt_cmd cmd = {
 		"cat", "[OPTIONS] [INPUT...]",
 		"Concatenate WebDataset streams (tar, .tar.zst, .tar.gz, detected from the\n"
-		"content) from INPUTs (files, globs, brace ranges like shard-{000..009}.tar;\n"
-		"stdin when none) to stdout or to shards.  Samples are copied byte for byte;\n"
-		"members come out in sorted extension order with fixed metadata.",
+		"content) from INPUTs (files, globs, brace ranges like shard-{000..009}.tar,\n"
+		"directories of shards; stdin when none) to stdout or to shards.  Samples\n"
+		"are copied byte for byte;"
+		" members come out in sorted extension order with fixed\n"
+		"metadata.",
 		"Unsafe samples (absolute or '..' member names, links, devices, duplicate\n"
 		"extensions, oversized members, a sample cut by a broken input) are rejected\n"
 		"with a reason, never copied.  Exit status: 0 when the run completed (even\n"

@@ -480,8 +480,8 @@ static int jpeg_too_small(size_t n, const img_info *in, int sof)
 	return (uint64_t)n * 8 < blocks;
 }
 
-/* An entropy-coded segment never contains FF D9, so an EOI after the first
- * scan is there iff the file was not cut short.  Usually the last bytes. */
+/* An entropy-coded segment never contains FF D9, so a file with no EOI
+ * after its first scan was cut short.  Usually the last two bytes. */
 static int jpeg_has_eoi(const uint8_t *d, size_t n, size_t from)
 {
 	for (size_t i = n; i >= from + 2; i--)
@@ -659,7 +659,11 @@ static int decode_png(img_ctx *c, const uint8_t *d, size_t n,
 	struct spng_ihdr ih;
 	struct spng_trns trns;
 	uint8_t *dst;
-	spng_set_image_limits(s, 1u << 24, 1u << 24);  /* max_pixels bounds the area */
+	/* max_pixels bounds the area; the chunk limits bound the bytes libspng
+	 * keeps of ancillary chunks (text, ICC).  Its count of kept chunks
+	 * stays at the built-in 1000, which can only be lowered: a PNG with
+	 * more text chunks than that is refused. */
+	spng_set_image_limits(s, 1u << 24, 1u << 24);
 	spng_set_chunk_limits(s, 1u << 26, 1u << 26);
 	if ((r = spng_set_png_buffer(s, d, n)) || (r = spng_get_ihdr(s, &ih)))
 		goto bad;

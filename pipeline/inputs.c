@@ -2,9 +2,12 @@
 #include "inputs.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_EXPANSION 1000000
 
@@ -155,4 +158,61 @@ void inputs_free(inputs *in)
 		free(in->path[i]);
 	free(in->path);
 	memset(in, 0, sizeof *in);
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t n = strlen(s), m = strlen(suf);
+	return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+int is_shard_name(const char *s)
+{
+	return ends_with(s, ".tar") || ends_with(s, ".tar.zst") || ends_with(s, ".tzst") ||
+	       ends_with(s, ".tar.gz") || ends_with(s, ".tgz");
+}
+
+static int name_cmp(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int inputs_shard_dirs(inputs *in, mvl_err *err)
+{
+	inputs out = {0};
+	int rc = 0;
+	for (int i = 0; i < in->n; i++) {
+		struct stat st;
+		if (rc || strcmp(in->path[i], "-") == 0 || stat(in->path[i], &st) != 0 ||
+		    !S_ISDIR(st.st_mode)) {
+			push(&out, in->path[i]);
+			continue;
+		}
+		struct dirent **ent;
+		int n = scandir(in->path[i], &ent, NULL, name_cmp);
+		if (n < 0) {
+			rc = mvl_errf(err, "cannot read directory '%s': %s", in->path[i], strerror(errno));
+			push(&out, in->path[i]);
+			continue;
+		}
+		int found = 0;
+		for (int k = 0; k < n; k++) {
+			if (ent[k]->d_name[0] != '.' && is_shard_name(ent[k]->d_name)) {
+				buf b = {0};
+				buf_printf(&b, "%s%s%s", in->path[i], ends_with(in->path[i], "/") ? "" : "/",
+					   ent[k]->d_name);
+				push(&out, (char *)b.data);
+				found++;
+			}
+			free(ent[k]);
+		}
+		free(ent);
+		if (!found)
+			rc = mvl_errf(err, "'%s': a directory without shards (*.tar, *.tar.zst, *.tar.gz)",
+				      in->path[i]);
+		free(in->path[i]);
+	}
+	free(in->path);
+	*in = out;
+	return rc;
 }

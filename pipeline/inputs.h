@@ -22,4 +22,13 @@ typedef struct inputs {
 int inputs_expand(inputs *in, const char *pattern, mvl_err *err);
 void inputs_free(inputs *in);
 
+/* inputs_shard_dirs() : replaces each directory in *in by the shards at its
+ * top level (*.tar, *.tar.zst, *.tzst, *.tar.gz, *.tgz), sorted, as
+ * img2dataset and `mvl shard` lay them out.  @return 0, or -1 when a
+ * directory cannot be read or holds no shard. */
+int inputs_shard_dirs(inputs *in, mvl_err *err);
+
+/* is_shard_name() : 1 when name ends like a shard (see above). */
+int is_shard_name(const char *name);
+
 #endif

@@ -13,6 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The two passes are plain loops the compiler vectorises; on x86-64 an
+ * AVX2 copy is also built and picked at load time (32-bit multiplies are
+ * native there, emulated in baseline SSE2): a third less time. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef SIMD_CLONES
+#define SIMD_CLONES
+#endif
+
 /* Fraction bits of the weights: 255 * 2^22 * sum|w| (about 1.2 at worst
  * for this kernel) still fits an int32 accumulator. */
 #define PREC 22
@@ -85,25 +97,29 @@ static inline uint8_t clip8(int32_t v)
 	return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* (rows, sw) RGB -> (rows, dw) RGB along x. */
+/* (rows, sw) RGB -> (rows, dw) RGB along x.  Each source row is first
+ * widened to one int32 lane per channel (R, G, B, 0), so that a tap is one
+ * vector multiply-add instead of three scalar ones. */
+typedef int32_t v4si __attribute__((vector_size(16)));
+
+SIMD_CLONES
 static void pass_h(const uint8_t *src, int sw, int rows, uint8_t *dst, int dw,
-		   const taps *t)
+		   const taps *t, v4si *row)
 {
 	for (int y = 0; y < rows; y++) {
 		const uint8_t *s = src + (size_t)y * sw * 3;
 		uint8_t *d = dst + (size_t)y * dw * 3;
+		for (int x = 0; x < sw; x++, s += 3)
+			row[x] = (v4si){ s[0], s[1], s[2], 0 };
 		for (int x = 0; x < dw; x++, d += 3) {
 			const int32_t *w = t->w + (size_t)x * t->k;
-			const uint8_t *p = s + (size_t)t->lo[x] * 3;
-			int32_t r = 1 << (PREC - 1), g = r, b = r;
-			for (int j = 0, n = t->len[x]; j < n; j++, p += 3) {
-				r += p[0] * w[j];
-				g += p[1] * w[j];
-				b += p[2] * w[j];
-			}
-			d[0] = clip8(r);
-			d[1] = clip8(g);
-			d[2] = clip8(b);
+			const v4si *p = row + t->lo[x];
+			v4si acc = { 1 << (PREC - 1), 1 << (PREC - 1), 1 << (PREC - 1), 0 };
+			for (int j = 0, n = t->len[x]; j < n; j++)
+				acc += p[j] * w[j];
+			d[0] = clip8(acc[0]);
+			d[1] = clip8(acc[1]);
+			d[2] = clip8(acc[2]);
 		}
 	}
 }
@@ -111,6 +127,7 @@ static void pass_h(const uint8_t *src, int sw, int rows, uint8_t *dst, int dw,
 /* (sh, w) RGB -> (dh, w) RGB along y.  Bytes of a row are independent, so
  * they go in blocks of 16 with the sums in registers: a loop of constant
  * count is one the compiler vectorises even at -O2. */
+SIMD_CLONES
 static void pass_v(const uint8_t *restrict src, int w, uint8_t *restrict dst,
 		   int dh, const taps *t)
 {
@@ -162,12 +179,14 @@ int img_resize(const img_rgb *in, int w, int h, img_rgb *out, mvl_err *err)
 
 	taps tx = { 0 }, ty = { 0 };
 	uint8_t *tmp = NULL;
+	v4si *row = NULL;
 	if ((w != in->w && taps_make(&tx, in->w, w) < 0) ||
-	    (h != in->h && taps_make(&ty, in->h, h) < 0))
+	    (h != in->h && taps_make(&ty, in->h, h) < 0) ||
+	    (w != in->w && !(row = malloc((size_t)in->w * sizeof *row))))
 		goto oom;
 
 	if (h == in->h) {
-		pass_h(in->px, in->w, h, out->px, w, &tx);
+		pass_h(in->px, in->w, h, out->px, w, &tx, row);
 	} else if (w == in->w) {
 		pass_v(in->px, w, out->px, h, &ty);
 	} else {
@@ -179,21 +198,23 @@ int img_resize(const img_rgb *in, int w, int h, img_rgb *out, mvl_err *err)
 		if (vh >= 0.75 * hv) {
 			if (!(tmp = malloc((size_t)w * in->h * 3)))
 				goto oom;
-			pass_h(in->px, in->w, in->h, tmp, w, &tx);
+			pass_h(in->px, in->w, in->h, tmp, w, &tx, row);
 			pass_v(tmp, w, out->px, h, &ty);
 		} else {
 			if (!(tmp = malloc((size_t)in->w * h * 3)))
 				goto oom;
 			pass_v(in->px, in->w, tmp, h, &ty);
-			pass_h(tmp, in->w, h, out->px, w, &tx);
+			pass_h(tmp, in->w, h, out->px, w, &tx, row);
 		}
 	}
 	free(tmp);
+	free(row);
 	free(tx.mem);
 	free(ty.mem);
 	return 0;
 oom:
 	free(tmp);
+	free(row);
 	free(tx.mem);
 	free(ty.mem);
 	img_rgb_free(out);

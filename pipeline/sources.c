@@ -1,5 +1,6 @@
 /* sources.c: shards, folders, JSONL and img2dataset output as samples. */
 #include "sources.h"
+#include "inputs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -128,12 +129,6 @@ static int has_suffix(const char *s, const char *suf)
 {
 	size_t n = strlen(s), m = strlen(suf);
 	return n >= m && strcmp(s + n - m, suf) == 0;
-}
-
-static int is_shard_name(const char *s)
-{
-	return has_suffix(s, ".tar") || has_suffix(s, ".tar.zst") || has_suffix(s, ".tzst") ||
-	       has_suffix(s, ".tar.gz") || has_suffix(s, ".tgz");
 }
 
 static void free_shard_list(ingest_src *g)

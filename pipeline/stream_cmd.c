@@ -15,6 +15,8 @@ int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
 	for (int i = 0; i < nargs; i++)
 		if (inputs_expand(&sr->in, args[i], err) != 0)
 			goto fail;
+	if (!(flags & RUN_INGEST) && inputs_shard_dirs(&sr->in, err) != 0)
+		goto fail;
 	if (with_output && !o->output && isatty(1)) {
 		mvl_errf(err, "refusing to write a tar stream to a terminal; redirect stdout or use -o");
 		goto fail;

@@ -16,6 +16,8 @@ per-image work, best of --reps runs:
   validate  what mvl does when an image needs no change (a JPEG already within
             max-side): decode it in full to prove it whole, keep the bytes;
             images that do need a change get the plain treatment
+  decode    a ceiling, not a peer: only the draft() decode (libjpeg-turbo at
+            the DCT scale draft picks), no convert, resize or encode
 
 on one process and on N processes (multiprocessing Pool(N) forked after the
 bytes are loaded; the timed part is the map over chunks of images).
@@ -49,8 +51,11 @@ def one(b, mode, max_side, quality):
     if mode == "validate" and (tw, th) == im.size:
         im.load()  # full decode; the JPEG bytes are kept as they are
         return len(b)
-    if mode == "draft" and (tw, th) != im.size:
+    if mode in ("draft", "decode") and (tw, th) != im.size:
         im.draft("RGB", (tw, th))
+    if mode == "decode":
+        im.load()
+        return 0
     im = im.convert("RGB")
     if im.size != (tw, th):
         im = im.resize((tw, th), BICUBIC)

@@ -140,8 +140,9 @@ def _sane(r):
     for marker in ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                    "runtime error:", "Segmentation fault", "double free"):
         if marker in t:
+            i = t.find("ERROR:") if "ERROR:" in t else t.find(marker)
             raise Fail("mvl %s: %s in stderr: %s" % (" ".join(r.args), marker,
-                                                     oneline(t, 300)))
+                                                     oneline(t[i:], 400)))
     return r
 
 

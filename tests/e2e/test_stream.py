@@ -570,6 +570,22 @@ def _():
     expect_samples(sum(per, []), smp, "shards concatenated")
 
 
+@check("shard_maxsize_counts_uncompressed_bytes")
+def _():
+    d = S.dir("shardz")
+    # compressible samples: 4608 tar bytes each, a few dozen once compressed
+    smp = tuple(("k%02d" % i, (("bin", b"\0" * 3000), ("txt", b"caption %02d" % i))) for i in range(10))
+    src = write_tar(d, "in.tar", smp)
+    r = mvl("shard", "-o", os.path.join(d, "out", "%d.tar.zst"), "--maxsize", "12000", src)
+    expect_rc(r, 0)
+    files = shard_files(os.path.join(d, "out"))
+    eq(files, ["%d.tar.zst" % i for i in range(5)], "files")
+    for f in files:
+        raw = decompress(read(os.path.join(d, "out", f)))
+        expect(len(raw) <= 12000, "%s holds %d tar bytes > --maxsize 12000" % (f, len(raw)))
+        eq(len(wds_samples(raw)), 2, "samples in %s" % f)
+
+
 @check("shard_maxsize_oversized_sample_alone")
 def _():
     d = S.dir("shardbig")
@@ -923,6 +939,16 @@ def _():
     expect(b"cut.tar.gz" in r.err, "stderr does not name the file: %r" % r.err[:300])
     got = wds_samples(r.out)
     expect_samples(got, n_samples("s", 20, size=4000)[:len(got)], "samples before the break")
+
+
+@check("full_disk_on_stdout_exit_1")
+def _():
+    expect(os.path.exists("/dev/full"), "/dev/full is missing")
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([MVL, "cat", basic_tar()], stdin=subprocess.DEVNULL, stdout=full,
+                           stderr=subprocess.PIPE, timeout=30)
+    expect(p.returncode == 1, "exit status %d writing to a full disk" % p.returncode)
+    expect(p.stderr.strip(), "no message about the write error")
 
 
 # ---------------------------------------------------------------------------

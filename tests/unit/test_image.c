@@ -774,6 +774,48 @@ static void test_orientation(img_ctx *c)
 	free(p); free(g);
 }
 
+/* One-pixel-wide images through every decoder, hint and orientation. */
+static void test_tiny(img_ctx *c)
+{
+	static const int dims[][2] = { { 1, 1 }, { 1, 3 }, { 5, 1 } };
+	uint8_t px[15 * 3];
+	for (int i = 0; i < 45; i++)
+		px[i] = (uint8_t)(i * 17);
+	int ok = 1;
+	char why[1100] = "";
+	for (size_t k = 0; k < 3; k++) {
+		int w = dims[k][0], h = dims[k][1];
+		uint8_t *out = NULL;
+		buf f[4];
+		f[0] = jpeg_rgb(px, w, h, 90);
+		f[1] = jpeg_with_exif(&f[0], 6, 1);
+		f[2] = png_make(px, w, h, SPNG_COLOR_TYPE_TRUECOLOR, 8, 1, NULL, NULL);
+		f[3] = webp_wrap(out, WebPEncodeRGB(px, w, h, w * 3, 90, &out));
+		for (int i = 0; i < 8; i++) {
+			/* without a hint the full size, with a 1x1 hint anything
+			 * from 1x1 up to it */
+			img_decode_opts o;
+			img_decode_opts_default(&o);
+			o.want_w = o.want_h = i / 4;
+			img_rgb im;
+			mvl_err err;
+			int r = decode(c, &f[i % 4], &o, &im, NULL, &err);
+			int ew = i % 4 == 1 ? h : w, eh = i % 4 == 1 ? w : h;
+			if (r || (i < 4 && (im.w != ew || im.h != eh)) ||
+			    im.w < 1 || im.h < 1 || im.w > ew || im.h > eh) {
+				if (ok)
+					snprintf(why, sizeof why, "%dx%d file %d: %s %dx%d", w, h, i,
+						 r ? err.msg : "", im.w, im.h);
+				ok = 0;
+			}
+			img_rgb_free(&im);
+		}
+		for (int i = 0; i < 4; i++)
+			buf_free(&f[i]);
+	}
+	CHECKF(ok, "tiny images decode", "%s", why);
+}
+
 /* Headers that claim far more pixels than they carry. */
 static void test_bombs(img_ctx *c)
 {
@@ -1248,6 +1290,7 @@ int main(void)
 	test_png(c);
 	test_webp(c);
 	test_orientation(c);
+	test_tiny(c);
 	test_bombs(c);
 	test_truncation(c);
 	test_garbage(c);
