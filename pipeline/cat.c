@@ -11,6 +11,7 @@ static int copy_stream(const char *cmd, const stream_opts *o, char **args, int n
 	mvl_err err;
 	if (stream_run_open(&sr, cmd, o, args, nargs, RUN_WRITES, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
+		free(args);
 		return 1;
 	}
 	sample s;

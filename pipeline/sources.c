@@ -460,8 +460,10 @@ static int jsonl_next(ingest_src *g, sample *s, reject_info *rj, mvl_err *err)
 				snprintf(ext, sizeof ext, "jpg"); /* content decides later */
 			rejected = load_member(g, s, path, ext, rj);
 			free(path);
-			json_object_del(o, which);
+			/* img belongs to the member being deleted: record it first */
 			json_object_set_new(o, "image_path", json_string(img));
+			if (strcmp(which, "image_path") != 0)
+				json_object_del(o, which);
 		}
 		const char *cap = rejected ? NULL : first_string(o, cap_keys, &which);
 		if (cap) {
