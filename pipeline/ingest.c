@@ -3,12 +3,12 @@
 #include "ingest.h"
 
 #include <jansson.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include "commands.h"
+#include "parallel.h"
 #include "stream_cmd.h"
 
 int ingest_opts_check(ingest_opts *o, mvl_err *err)
@@ -213,8 +213,21 @@ int ingest_sample(img_ctx *c, const ingest_opts *o, sample *s, reject_info *rj)
 /* ---------------------------------------------------------------------- */
 /* the command */
 
-enum { BATCH_SAMPLES = 256 };
-static const uint64_t BATCH_BYTES = 256ull << 20;
+static int ingest_work(void *ctx, void *tls, sample *s, reject_info *rj)
+{
+	return ingest_sample(tls, ctx, s, rj);
+}
+
+static void *ingest_tls_new(void *ctx)
+{
+	(void)ctx;
+	return img_ctx_new();
+}
+
+static void ingest_tls_free(void *tls)
+{
+	img_ctx_free(tls);
+}
 
 int cmd_ingest(int argc, char **argv)
 {
@@ -271,58 +284,14 @@ int cmd_ingest(int argc, char **argv)
 		free(args);
 		return 2;
 	}
-	if (threads == 0)
-		threads = omp_get_num_procs();
 	stream_run sr;
 	if (stream_run_open(&sr, "ingest", &so, args, nargs, RUN_INGEST | RUN_WRITES, &err) != 0) {
 		fprintf(stderr, "mvl ingest: %s\n", err.msg);
 		free(args);
 		return 1;
 	}
-	img_ctx **ctx = xcalloc((size_t)threads, sizeof *ctx);
-	for (int t = 0; t < threads; t++)
-		ctx[t] = img_ctx_new();
-	sample *batch = xcalloc(BATCH_SAMPLES, sizeof *batch);
-	reject_info *rjs = xcalloc(BATCH_SAMPLES, sizeof *rjs);
-	int *dropped = xcalloc(BATCH_SAMPLES, sizeof *dropped);
-	for (int i = 0; i < BATCH_SAMPLES; i++)
-		sample_init(&batch[i]);
-	int failed = 0, more = 1;
-	while (more && !failed) {
-		/* read a batch (bounded in samples and bytes), process it on all
-		 * threads, write it in input order: output does not depend on
-		 * the thread count */
-		int n = 0;
-		uint64_t bytes = 0;
-		while (n < BATCH_SAMPLES && bytes < BATCH_BYTES) {
-			if (!stream_run_read(&sr, &batch[n])) {
-				more = 0;
-				break;
-			}
-			for (int k = 0; k < batch[n].n; k++)
-				bytes += batch[n].m[k].size;
-			n++;
-		}
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-		for (int i = 0; i < n; i++)
-			dropped[i] = ingest_sample(ctx[omp_get_thread_num()], &o, &batch[i], &rjs[i]);
-		for (int i = 0; i < n && !failed; i++) {
-			if (dropped[i])
-				stream_run_reject(&sr, &batch[i], &rjs[i]);
-			else if (stream_run_write(&sr, &batch[i], &err) != 0) {
-				fprintf(stderr, "mvl ingest: %s\n", err.msg);
-				failed = 1;
-			}
-		}
-	}
-	for (int i = 0; i < BATCH_SAMPLES; i++)
-		sample_free(&batch[i]);
-	for (int t = 0; t < threads; t++)
-		img_ctx_free(ctx[t]);
-	free(ctx);
-	free(batch);
-	free(rjs);
-	free(dropped);
+	parallel_work w = {ingest_work, &o, ingest_tls_new, ingest_tls_free, threads, 1, NULL};
+	stream_run_parallel(&sr, &w);
 	free(args);
 	return stream_run_close(&sr);
 }

@@ -1,4 +1,5 @@
 /* main.c: the `mvl` command table and dispatch (git-style). */
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,12 @@ static int finish(int rc)
 
 int main(int argc, char **argv)
 {
+	/* Member names and captions are UTF-8 whatever the user's locale:
+	 * libarchive converts names through the C library's locale, and in the
+	 * "C" locale every name takes the slow ASCII path (and non-ASCII names
+	 * draw warnings).  Messages and numbers stay in the C conventions. */
+	if (!setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "C.utf8");
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -55,7 +55,11 @@ member *sample_add(sample *s, const char *ext, size_t size)
 		s->cap = cap;
 	}
 	member *m = &s->m[s->n++];
-	snprintf(m->ext, sizeof m->ext, "%s", ext);
+	size_t el = strlen(ext);
+	if (el >= sizeof m->ext)
+		el = sizeof m->ext - 1;
+	memcpy(m->ext, ext, el);
+	m->ext[el] = 0;
 	if (size + 1 > m->cap) {
 		free(m->data);
 		m->cap = size + 1;

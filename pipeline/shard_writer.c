@@ -22,6 +22,7 @@ struct shard_writer {
 	uint64_t count, size;  /* in the current shard */
 	uint64_t total;
 	buf out;               /* compressed bytes waiting for write() */
+	buf name;              /* scratch for member names */
 	ZSTD_CCtx *zc;
 	z_stream zs;
 	int zs_init;
@@ -344,8 +345,15 @@ static int write_member(shard_writer *w, const char *key, const member *m, mvl_e
 {
 	static const unsigned char pad[512];
 	unsigned char h[512];
-	buf name = {0};
-	buf_printf(&name, "%s.%s", key, m->ext);
+	buf *nb = &w->name;
+	size_t kl = strlen(key), el = strlen(m->ext);
+	nb->len = 0;
+	buf_reserve(nb, kl + el + 2);
+	memcpy(nb->data, key, kl);
+	nb->data[kl] = '.';
+	memcpy(nb->data + kl + 1, m->ext, el + 1);
+	nb->len = kl + 1 + el;
+	buf name = *nb;
 	size_t plen;
 	int fits = ustar_split((char *)name.data, name.len, &plen);
 	int rc = 0;
@@ -379,7 +387,6 @@ static int write_member(shard_writer *w, const char *key, const member *m, mvl_e
 	if (!rc && m->size % 512)
 		rc = emit(w, pad, 512 - m->size % 512, 0, err);
 	w->size += 512 + ((m->size + 511) & ~(uint64_t)511);
-	buf_free(&name);
 	return rc;
 }
 
@@ -430,6 +437,7 @@ int shard_writer_close(shard_writer *w, int ok, mvl_err *err)
 	free(w->path);
 	free(w->tmp);
 	buf_free(&w->out);
+	buf_free(&w->name);
 	free(w);
 	return rc;
 }
