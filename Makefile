@@ -2,7 +2,8 @@
 # Missing Debian packages are installed by scripts/deps.sh on first build.
 
 CC      ?= gcc
-PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib
+PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib \
+           icu-uc icu-i18n libpcre2-8
 CFLAGS  ?= -O2 -g
 # project flags apply whatever CFLAGS the command line sets (make asan)
 XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
@@ -10,14 +11,16 @@ B       ?= build
 
 SRCDIRS := pipeline filters mixers tokenizer trainer
 SRCS    := $(filter-out pipeline/main.c,$(foreach d,$(SRCDIRS),$(wildcard $(d)/*.c)))
-OBJS    := $(SRCS:%.c=$(B)/%.o)
+OBJS    := $(SRCS:%.c=$(B)/%.o) $(B)/embed.o
+# data files compiled into the binary (stopword lists, patterns)
+DATA    := $(shell find filters/data -type f ! -name '*.md' ! -name '*.tsv' 2>/dev/null | LC_ALL=C sort)
 TESTSRC := $(wildcard tests/unit/*.c)
 TESTBIN := $(TESTSRC:tests/unit/%.c=$(B)/tests/%)
 
 all: mvl
 
 # Installs what is missing (idempotent), then records the build flags.
-$(B)/deps.mk: scripts/deps.sh
+$(B)/deps.mk: scripts/deps.sh Makefile
 	@mkdir -p $(B)
 	@pkg-config --exists $(PKGS) 2>/dev/null && command -v /usr/bin/python3 >/dev/null \
 	  && /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || scripts/deps.sh
@@ -29,7 +32,14 @@ $(B)/deps.mk: scripts/deps.sh
 
 $(B)/%.o: %.c $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -c $< -o $@
+
+$(B)/embed.c: $(DATA) scripts/embed.sh
+	@mkdir -p $(B)
+	scripts/embed.sh $(DATA) > $@.tmp && mv $@.tmp $@
+
+$(B)/embed.o: $(B)/embed.c $(B)/deps.mk
+	$(CC) $(CFLAGS) $(XCFLAGS) -Ifilters -c $< -o $@
 
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -42,7 +52,7 @@ mvl: $(B)/mvl
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
 tests: $(B)/mvl $(TESTBIN)
 

@@ -7,5 +7,9 @@ int cmd_cat(int argc, char **argv);    /* pipeline/cat.c */
 int cmd_shard(int argc, char **argv);  /* pipeline/cat.c */
 int cmd_ls(int argc, char **argv);     /* pipeline/ls.c */
 int cmd_ingest(int argc, char **argv); /* pipeline/ingest.c */
+int cmd_clean(int argc, char **argv);     /* filters/registry.c */
+int cmd_capfilter(int argc, char **argv); /* filters/registry.c */
+int cmd_imgfilter(int argc, char **argv); /* filters/registry.c */
+int cmd_filter(int argc, char **argv);    /* filters/registry.c */
 
 #endif

@@ -11,7 +11,11 @@ static const struct command {
 	int (*fn)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
+	{"capfilter", cmd_capfilter, "drop captions by quality rules (words, chars, ratios, language)"},
 	{"cat", cmd_cat, "concatenate, recompress or convert sample streams"},
+	{"clean", cmd_clean, "clean caption text: UTF-8, HTML, URLs, Unicode, whitespace"},
+	{"filter", cmd_filter, "run a chain of filters: 'clean,capfilter:min_words=3,imgfilter'"},
+	{"imgfilter", cmd_imgfilter, "drop images by size, aspect ratio, format, blankness"},
 	{"ingest", cmd_ingest, "normalize images and captions from folders, JSONL or shards into a stream"},
 	{"ls", cmd_ls, "list samples: key, members, image format and size, caption length"},
 	{"shard", cmd_shard, "re-shard a stream into sized shards"},

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int set_value(const opt_cmd *cmd, const opt_spec *s, const char *v,
-		     mvl_err *err)
+int opts_set_value(const opt_spec *s, const char *v, mvl_err *err)
 {
 	char *end;
 	switch (s->kind) {
@@ -61,8 +60,19 @@ static int set_value(const opt_cmd *cmd, const opt_spec *s, const char *v,
 		return mvl_errf(err, "option '--%s': '%s' is not one of %s", s->name, v, s->arg);
 	}
 	}
-	(void)cmd;
 	return mvl_errf(err, "option '--%s': bad kind", s->name);
+}
+
+/* Long names match with '-' and '_' interchangeable (--min-words,
+ * --min_words), so filter options read the same in specs and commands. */
+static int same_name(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+		if (x != y)
+			return 0;
+	}
+	return 1;
 }
 
 int opts_parse(const opt_cmd *cmd, int argc, char **argv, char ***args,
@@ -77,7 +87,7 @@ int opts_parse(const opt_cmd *cmd, int argc, char **argv, char ***args,
 			*(int *)s->dst = s->def ? atoi(s->def) : 0;
 		else if (s->kind == OPT_STR || s->kind == OPT_CHOICE)
 			*(const char **)s->dst = s->def;
-		else if (s->def && set_value(cmd, s, s->def, err) != 0)
+		else if (s->def && opts_set_value(s, s->def, err) != 0)
 			return -1;
 	}
 	int only_args = 0;
@@ -102,7 +112,7 @@ int opts_parse(const opt_cmd *cmd, int argc, char **argv, char ***args,
 			const char *eq = strchr(name, '=');
 			size_t len = eq ? (size_t)(eq - name) : strlen(name);
 			for (s = cmd->specs; s && s->name; s++)
-				if (strlen(s->name) == len && memcmp(s->name, name, len) == 0)
+				if (strlen(s->name) == len && same_name(s->name, name, len))
 					hit = s;
 			if (!hit)
 				return mvl_errf(err, "unknown option '--%.*s'", (int)len, name);
@@ -133,7 +143,7 @@ int opts_parse(const opt_cmd *cmd, int argc, char **argv, char ***args,
 						hit->arg ? hit->arg : "VALUE");
 			val = argv[++i];
 		}
-		if (set_value(cmd, hit, val, err) != 0)
+		if (opts_set_value(hit, val, err) != 0)
 			return -1;
 	}
 	return 0;

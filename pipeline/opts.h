@@ -55,6 +55,10 @@ typedef struct opt_cmd {
 int opts_parse(const opt_cmd *cmd, int argc, char **argv, char ***args,
 	       int *nargs, int *help, mvl_err *err);
 
+/* opts_set_value() : parses text v as option s's kind into s->dst.
+ * @return 0, or -1 with *err naming the option and the value. */
+int opts_set_value(const opt_spec *s, const char *v, mvl_err *err);
+
 /* opts_usage() : prints "usage: mvl NAME SYNOPSIS", the summary, and every
  * option with its argument, help and default. */
 void opts_usage(const opt_cmd *cmd, FILE *f);

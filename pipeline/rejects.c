@@ -6,7 +6,7 @@
 #include <string.h>
 
 struct reason_count {
-	char reason[40];
+	char reason[64];
 	uint64_t n;
 };
 

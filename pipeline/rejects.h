@@ -18,7 +18,7 @@
 
 /* What a stage says about a sample it drops. */
 typedef struct reject_info {
-	char reason[40];
+	char reason[64];
 	char detail[400];
 } reject_info;
 
