@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { NBATCH = 4, BATCH_SAMPLES = 256, CLAIM = 4 };
+enum { NBATCH = 4, BATCH_SAMPLES = 256, CLAIM = 8 };
 static const uint64_t BATCH_BYTES = 64ull << 20;
 
 /* per-sample state */
