@@ -2,6 +2,7 @@
 # Missing Debian packages are installed by scripts/deps.sh on first build.
 
 CC      ?= gcc
+CXX     ?= g++
 PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib \
            icu-uc icu-i18n libpcre2-8
 CFLAGS  ?= -O2 -g
@@ -11,7 +12,9 @@ B       ?= build
 
 SRCDIRS := pipeline filters mixers tokenizer trainer
 SRCS    := $(filter-out pipeline/main.c,$(foreach d,$(SRCDIRS),$(wildcard $(d)/*.c)))
-OBJS    := $(SRCS:%.c=$(B)/%.o) $(B)/embed.o
+# C++ only where a library offers nothing else (CLD2's API)
+CXXSRCS := $(wildcard filters/*.cc)
+OBJS    := $(SRCS:%.c=$(B)/%.o) $(CXXSRCS:%.cc=$(B)/%.o) $(B)/embed.o
 # data files compiled into the binary (stopword lists, patterns)
 DATA    := $(shell find filters/data -type f ! -name '*.md' ! -name '*.tsv' 2>/dev/null | LC_ALL=C sort)
 TESTSRC := $(wildcard tests/unit/*.c)
@@ -23,9 +26,10 @@ all: mvl
 $(B)/deps.mk: scripts/deps.sh Makefile
 	@mkdir -p $(B)
 	@pkg-config --exists $(PKGS) 2>/dev/null && command -v /usr/bin/python3 >/dev/null \
+	  && [ -f /usr/include/cld2/public/compact_lang_det.h ] \
 	  && /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || scripts/deps.sh
 	@echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))" > $@.tmp
-	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread" >> $@.tmp
+	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lcld2 -lstdc++ -lm -lpthread" >> $@.tmp
 	@mv $@.tmp $@
 
 -include $(B)/deps.mk
@@ -41,6 +45,10 @@ $(B)/embed.c: $(DATA) scripts/embed.sh
 $(B)/embed.o: $(B)/embed.c $(B)/deps.mk
 	$(CC) $(CFLAGS) $(XCFLAGS) -Ifilters -c $< -o $@
 
+$(B)/%.o: %.cc $(B)/deps.mk
+	@mkdir -p $(dir $@)
+	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -c $< -o $@
+
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
@@ -48,7 +56,7 @@ $(B)/mvl: $(B)/pipeline/main.o $(B)/libmvl.a
 	$(CC) $(CFLAGS) -fopenmp -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
 
 mvl: $(B)/mvl
-	@[ "$(B)" = build ] && cp $(B)/mvl mvl || true
+	@if [ "$(B)" = build ]; then cp $(B)/mvl mvl.tmp && mv -f mvl.tmp mvl; fi
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)

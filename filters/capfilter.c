@@ -105,6 +105,10 @@ static void cap_close(void *state)
 	free(s);
 }
 
+static void *cap_tls_new(const void *state);
+static void cap_tls_free(void *tls);
+static void lowercase(cap_tls *t, const char *s, size_t n);
+
 static strset *load_stopwords(const char *lang)
 {
 	char name[64];
@@ -191,12 +195,33 @@ static int cap_open(const void *conf, void **state, mvl_err *err)
 		if (read_file(c->banned_words, 64u << 20, &b, err) != 0)
 			return -1;
 		s->banned = strset_new();
-		/* entries are lower-cased ASCII-wise here and compared with the
-		 * caption's lower-cased words */
-		for (size_t i = 0; i < b.len; i++)
-			if (b.data[i] >= 'A' && b.data[i] <= 'Z')
-				b.data[i] = (unsigned char)(b.data[i] + 32);
-		strset_add_lines(s->banned, (char *)b.data, b.len);
+		/* entries are lower-cased (ICU) and re-spaced word by word, as the
+		 * caption's words will be, so "Ёлка" matches "ёлка," */
+		cap_tls *t = cap_tls_new(s);
+		lowercase(t, (char *)b.data, b.len);
+		const char *low = (const char *)t->low.data;
+		for (size_t i = 0; i < t->low.len;) {
+			const char *nl = memchr(low + i, '\n', t->low.len - i);
+			size_t e = nl ? (size_t)(nl - low) : t->low.len;
+			if (e > i && low[i] != '#') {
+				buf line = {0};
+				buf_append(&line, low + i, e - i);
+				const word_span *w;
+				size_t nw = text_words_icu(t->tc, (char *)line.data, line.len, &w);
+				buf phrase = {0};
+				for (size_t k = 0; k < nw; k++) {
+					if (k)
+						buf_append(&phrase, " ", 1);
+					buf_append(&phrase, line.data + w[k].off, w[k].len);
+				}
+				if (nw)
+					strset_add(s->banned, (char *)phrase.data, phrase.len);
+				buf_free(&line);
+				buf_free(&phrase);
+			}
+			i = e + 1;
+		}
+		cap_tls_free(t);
 		buf_free(&b);
 	}
 	if (c->lang) {
@@ -442,7 +467,7 @@ static void note_language(sample *s, const char *code, double conf)
 	}
 	json_object_set_new(o, "language", json_string(code));
 	json_object_set_new(o, "language_conf", json_real(round(conf * 1000) / 1000));
-	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	if (js) {
 		sample_put(s, "json", js, strlen(js));
 		free(js);
@@ -595,7 +620,7 @@ static int cap_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 		const char *low = (const char *)t->low.data;
 		size_t nl = t->low.len;
 		const word_span *lw;
-		size_t nlw = text_words(t->tc, low, nl, &lw);
+		size_t nlw = text_words_icu(t->tc, low, nl, &lw);
 		if (s->banned) {
 			for (size_t i = 0; i < nlw; i++) {
 				for (size_t k = 1; k <= 3 && i + k <= nlw; k++) {

@@ -103,7 +103,7 @@ static void note_std(sample *s, double std)
 		return;
 	}
 	json_object_set_new(o, "pixel_std", json_real(round(std * 100) / 100));
-	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	if (js) {
 		sample_put(s, "json", js, strlen(js));
 		free(js);
@@ -152,7 +152,7 @@ static int img_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 		d.want_w = d.want_h = 64; /* a DCT-scaled thumbnail is enough */
 		img_rgb im = {0};
 		if (img_decode(tls, m->data, m->size, &d, &im, NULL, &err) != 0)
-			return reject_from_err(rj, "corrupt", err.msg);
+			return reject_set(rj, "corrupt", "%s", err.msg);
 		double std = luma_std(&im);
 		img_rgb_free(&im);
 		if (std < c->min_std)

@@ -166,10 +166,10 @@ static int is_ws(unsigned char c)
 	return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
-size_t text_words(text_ctx *t, const char *s, size_t n, const word_span **out)
+static size_t words(text_ctx *t, const char *s, size_t n, const word_span **out, int icu)
 {
 	size_t nw = 0;
-	if (text_is_ascii(s, n) || !t->brk) {
+	if ((!icu && text_is_ascii(s, n)) || !t->brk) {
 		size_t i = 0;
 		while (i < n) {
 			while (i < n && is_ws((unsigned char)s[i]))
@@ -200,4 +200,14 @@ size_t text_words(text_ctx *t, const char *s, size_t n, const word_span **out)
 	}
 	*out = t->w;
 	return nw;
+}
+
+size_t text_words(text_ctx *t, const char *s, size_t n, const word_span **out)
+{
+	return words(t, s, n, out, 0);
+}
+
+size_t text_words_icu(text_ctx *t, const char *s, size_t n, const word_span **out)
+{
+	return words(t, s, n, out, 1);
 }

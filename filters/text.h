@@ -25,6 +25,11 @@ typedef struct word_span {
  * @return the number of words. */
 size_t text_words(text_ctx *t, const char *s, size_t n, const word_span **out);
 
+/* text_words_icu() : like text_words() but always by ICU word break, so
+ * punctuation never sticks to a word ("bad," -> "bad"), ASCII included:
+ * for matching words against lists. */
+size_t text_words_icu(text_ctx *t, const char *s, size_t n, const word_span **out);
+
 /* text_is_ascii() : 1 when every byte is below 0x80. */
 int text_is_ascii(const char *s, size_t n);
 

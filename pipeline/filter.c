@@ -587,7 +587,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 	buf summary = {0};
 	if (d)
 		buf_printf(&summary, "%s\n\nReads a sample stream (INPUTs or stdin), writes the kept samples to\n"
-				     "stdout (or -o shards); drops are counted per reason (see --rejects).\n",
+				     "stdout (or -o shards); drops are counted per reason (see --rejects).",
 			   d->summary);
 	else
 		buf_printf(&summary,
@@ -595,7 +595,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 			   "'FILTER[:opt=value[:...]][,FILTER...]', e.g.\n"
 			   "  'clean,capfilter:min_words=3:max_words=64,imgfilter:min_side=200'.\n"
 			   "Filters: clean, capfilter, imgfilter ('mvl help FILTER' for options).\n"
-			   "A sample stops at its first drop; the reason is FILTER.REASON.\n");
+			   "A sample stops at its first drop; the reason is FILTER.REASON.");
 	opt_cmd cmd = {d ? d->name : "filter", d ? "[OPTIONS] [INPUT...]" : "SPEC [OPTIONS] [INPUT...]",
 		       (char *)summary.data, d ? d->details : NULL, specs};
 	char **args;

@@ -3,18 +3,19 @@
 # Idempotent: packages already installed are skipped; apt-get runs only when
 # something is missing.  Usage: scripts/deps.sh [--bench]
 #   --bench  also installs the photo set the ingest benchmark reads
-#            (mate-backgrounds: real JPEG photos of a few megapixels).
+#            (mate-backgrounds: real JPEG photos of a few megapixels;
+#            libexttextcat-dev: the language-ID comparison of scripts/eval_langid.sh).
 set -eu
 
 PKGS="build-essential pkg-config
 libarchive-dev libzstd-dev zstd zlib1g-dev
 libturbojpeg0-dev libwebp-dev libspng-dev libpng-dev
 libicu-dev libpcre2-dev libopenblas-dev libopenmpi-dev openmpi-bin
-libyaml-dev libjansson-dev libxxhash-dev
+libyaml-dev libjansson-dev libxxhash-dev libcld2-dev
 python3 python3-pil python3-numpy"
 
 if [ "${1:-}" = "--bench" ]; then
-	PKGS="$PKGS mate-backgrounds"
+	PKGS="$PKGS mate-backgrounds libexttextcat-dev"
 fi
 
 missing=""

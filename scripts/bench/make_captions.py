@@ -378,7 +378,7 @@ def add_email(r, s):
     if k < 0.5:
         return f"{s} Contact: {mail}"
     if k < 0.8:
-        return f"{s}. For licensing email {mail}"
+        return f"{s.rstrip('.')}. For licensing email {mail}"
     return f"{mail} {s}"
 
 
