@@ -22,7 +22,7 @@ typedef struct clean_conf {
 
 typedef struct clean_state {
 	clean_conf c;
-	pcre2_code *tag, *url, *email;
+	pcre2_code *block, *tag, *url, *email;
 	const UNormalizer2 *norm; /* NULL: none */
 	int nfkc;
 } clean_state;
@@ -57,6 +57,7 @@ static void clean_close(void *state)
 	clean_state *s = state;
 	if (!s)
 		return;
+	pcre2_code_free(s->block);
 	pcre2_code_free(s->tag);
 	pcre2_code_free(s->url);
 	pcre2_code_free(s->email);
@@ -70,7 +71,12 @@ static int clean_open(const void *conf, void **state, mvl_err *err)
 	*state = s;
 	/* a tag starts with a letter, '/' or '!' (comments, doctype); "<3" and
 	 * "a < b" are text, and LLaVA's <image> placeholder is not a tag */
-	if (!(s->tag = re_compile("<(?!image>)[A-Za-z/!][^<>]{0,2000}>", 0, err)) ||
+	/* block-level tags separate words ("a<br>b" -> "a b"); inline ones
+	 * do not ("<b>this</b>?" -> "this?") */
+	if (!(s->block = re_compile("</?(?:br|p|div|li|ul|ol|tr|td|th|table|thead|tbody|h[1-6]|hr|"
+				    "section|article|header|footer|nav|aside|blockquote|pre|dd|dt|dl|"
+				    "figure|figcaption|caption|title|option|form|main)\\b[^<>]{0,2000}>", 1, err)) ||
+	    !(s->tag = re_compile("<(?!image>)[A-Za-z/!][^<>]{0,2000}>", 0, err)) ||
 	    !(s->url = re_compile("\\b(?:(?:https?|ftp)://|www\\.)[^\\s<>\"']+", 1, err)) ||
 	    !(s->email = re_compile("\\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}\\b", 0, err)))
 		return -1;
@@ -374,7 +380,9 @@ static int clean_text(const clean_state *st, clean_tls *t, const char *s, size_t
 		buf_append(cur, s, n);
 	}
 	if (st->c.html && memchr(cur->data, '<', cur->len)) {
-		re_replace_all(st->tag, t->md, (char *)cur->data, cur->len, " ", nxt);
+		re_replace_all(st->block, t->md, (char *)cur->data, cur->len, " ", nxt);
+		SWAP();
+		re_replace_all(st->tag, t->md, (char *)cur->data, cur->len, "", nxt);
 		SWAP();
 	}
 	if (st->c.html && memchr(cur->data, '&', cur->len)) {

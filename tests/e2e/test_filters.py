@@ -498,12 +498,14 @@ def _():
     expect_cleaned([("two  spaces\tand\ttabs", "two  spaces\tand\ttabs")], "--whitespace", "0")
 
 
-@check("clean_html_tags_removed_with_a_space")
+@check("clean_html_tags_removed_block_tags_as_space")
 def _():
     expect_cleaned([
         ("<p>A <b>bold</b> cat</p>", "A bold cat"),
         ("first line<br>second line", "first line second line"),
-        ("<b>bold</b>text", "bold text"),
+        ("<b>bold</b>text", "boldtext"),
+        ("What is <b>this</b>?", "What is this?"),
+        ("cell<td>cell</td><li>item", "cell cell item"),
         ('<div class="c"><a href="http://x.com/a.jpg">Photo</a> of a <i>red</i>&nbsp;fox&hellip;</div>',
          "Photo of a red fox\u2026"),
         ("<!-- comment -->Hello world<!DOCTYPE html>", "Hello world"),
@@ -633,7 +635,7 @@ def _():
     got = json.loads(run.kept["conv"]["json"])
     want = json.loads(json.dumps(CONV))
     # a tag is replaced by a space (then whitespace is collapsed): "this ?"
-    want["conversations"][0]["value"] = "<image> What is this ?"
+    want["conversations"][0]["value"] = "<image> What is this?"
     want["conversations"][1]["value"] = "A cat. It sleeps on a caf\u00e9 chair."
     eq(got, want, "cleaned conversation JSON")
     eq(list(got), list(CONV), "key order")
