@@ -477,6 +477,8 @@ static void note_language(sample *s, const char *code, double conf)
 
 static int is_blank(const char *s, size_t n)
 {
+	if (n && (unsigned char)s[0] > ' ' && (unsigned char)s[0] < 0x80)
+		return 0; /* the usual caption: answered by its first byte */
 	for (size_t i = 0; i < n;) {
 		uint32_t c = utf8_next(s, n, &i);
 		if (!(c == ' ' || (c >= 9 && c <= 13) || c == 0xA0 || c == 0x3000 || c == 0x85 ||
@@ -498,11 +500,12 @@ static int cap_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 	if (!cap)
 		return reject_set(rj, "no_caption", bad_json ? "KEY.json is not valid JSON"
 							    : "no .txt caption and no conversations");
-	if (!utf8_valid((const unsigned char *)cap, n))
+	int ascii = text_is_ascii(cap, n);
+	if (!ascii && !utf8_valid((const unsigned char *)cap, n))
 		return reject_set(rj, "invalid_utf8", "caption is not valid UTF-8 (run clean first)");
 	if (is_blank(cap, n))
 		return reject_set(rj, "empty", "caption is empty or blank");
-	size_t chars = utf8_count((const unsigned char *)cap, n);
+	size_t chars = ascii ? n : utf8_count((const unsigned char *)cap, n);
 	if (chars < (size_t)c->min_chars)
 		return reject_set(rj, "too_few_chars", "%zu chars < %d", chars, c->min_chars);
 	if (c->max_chars && chars > (size_t)c->max_chars)

@@ -25,6 +25,7 @@ typedef struct clean_state {
 	pcre2_code *block, *tag, *url, *email;
 	const UNormalizer2 *norm; /* NULL: none */
 	int nfkc;
+	int check_urls, check_emails;
 } clean_state;
 
 typedef struct clean_tls {
@@ -80,6 +81,8 @@ static int clean_open(const void *conf, void **state, mvl_err *err)
 	    !(s->url = re_compile("\\b(?:(?:https?|ftp)://|www\\.)[^\\s<>\"']+", 1, err)) ||
 	    !(s->email = re_compile("\\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}\\b", 0, err)))
 		return -1;
+	s->check_urls = strcmp(s->c.urls, "keep") != 0;
+	s->check_emails = strcmp(s->c.emails, "keep") != 0;
 	UErrorCode st = U_ZERO_ERROR;
 	if (!strcmp(s->c.normalize, "nfc"))
 		s->norm = unorm2_getNFCInstance(&st);
@@ -255,32 +258,80 @@ static void tidy(const clean_state *st, const char *s, size_t n, buf *out)
 	out->data[out->len] = 0;
 }
 
-/* Does the text need anything beyond being copied? */
+/* Bytes below 0x20 or from 0x7F up, in 8 at a time (the classic
+ * has-less-than bit trick: a borrow reaches bit 7 only for bytes < 0x20). */
+static int has_special_byte(const unsigned char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		uint64_t lt20 = (x - ones * 0x20) & ~x & highs;
+		uint64_t del = ((x ^ (ones * 0x7F)) - ones) & ~(x ^ (ones * 0x7F)) & highs;
+		if ((x & highs) | lt20 | del)
+			return 1;
+	}
+	for (; i < n; i++)
+		if (p[i] < 0x20 || p[i] >= 0x7F)
+			return 1;
+	return 0;
+}
+
+/* Two spaces in a row, 8 bytes at a time: an exact per-byte "is a space"
+ * mask, and-ed with itself shifted by one byte. */
+static int has_double_space(const unsigned char *p, size_t n)
+{
+	const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full, spaces = 0x2020202020202020ull;
+	uint64_t carry = 0; /* the previous word's last byte was a space */
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		uint64_t y = x ^ spaces;
+		uint64_t sp = ~(((y & lo7) + lo7) | y) & ~lo7; /* 0x80 where a space */
+		if ((sp & (sp << 8)) || (carry && (sp & 0x80)))
+			return 1;
+		carry = sp >> 63;
+	}
+	for (; i < n; i++) {
+		if (p[i] == ' ' && (carry || (i + 1 < n && p[i + 1] == ' ')))
+			return 1;
+		carry = p[i] == ' ';
+	}
+	return 0;
+}
+
+/* Does the text need anything beyond being copied?  A handful of
+ * vectorized scans (memchr, memmem); most alt-texts are answered "no"
+ * here and cost nothing more. */
 static int needs_work(const clean_state *st, const char *s, size_t n)
 {
 	if (n == 0)
 		return 0;
 	if (s[0] == ' ' || s[n - 1] == ' ')
 		return 1;
-	int check_urls = strcmp(st->c.urls, "keep") != 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x80 || c < 0x20 || c == 0x7F)
-			return 1;
-		if (c == '<' || c == '&')
-			if (st->c.html)
+	const unsigned char *p = (const unsigned char *)s;
+	if (has_special_byte(p, n))
+		return 1;
+	if (st->c.html && (memchr(s, '<', n) || memchr(s, '&', n)))
+		return 1;
+	if (st->check_emails && memchr(s, '@', n))
+		return 1;
+	if (has_double_space(p, n))
+		return 1;
+	if (st->check_urls) {
+		for (const char *c = memchr(s, ':', n); c; c = memchr(c + 1, ':', (size_t)(s + n - c - 1)))
+			if (s + n - c >= 3 && c[1] == '/' && c[2] == '/')
 				return 1;
-		if (c == '@' && strcmp(st->c.emails, "keep") != 0)
-			return 1;
-		if (c == ' ' && s[i + 1 < n ? i + 1 : i] == ' ')
-			return 1;
-		if (c >= 'A' && c <= 'Z' && st->c.lower)
-			return 1;
-		if (check_urls && ((c == ':' && i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/') ||
-				   ((c == 'w' || c == 'W') && i + 3 < n && (s[i + 1] | 0x20) == 'w' &&
-				    (s[i + 2] | 0x20) == 'w' && s[i + 3] == '.')))
-			return 1;
+		for (const char *d = memchr(s, '.', n); d; d = memchr(d + 1, '.', (size_t)(s + n - d - 1)))
+			if (d - s >= 3 && (d[-1] | 0x20) == 'w' && (d[-2] | 0x20) == 'w' && (d[-3] | 0x20) == 'w')
+				return 1;
 	}
+	if (st->c.lower)
+		for (size_t i = 0; i < n; i++)
+			if (p[i] >= 'A' && p[i] <= 'Z')
+				return 1;
 	return 0;
 }
 

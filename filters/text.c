@@ -170,12 +170,13 @@ static size_t words(text_ctx *t, const char *s, size_t n, const word_span **out,
 {
 	size_t nw = 0;
 	if ((!icu && text_is_ascii(s, n)) || !t->brk) {
+		/* whitespace is ' ' and \t..\r: one compare for the common case */
 		size_t i = 0;
 		while (i < n) {
-			while (i < n && is_ws((unsigned char)s[i]))
+			while (i < n && (unsigned char)s[i] <= ' ' && is_ws((unsigned char)s[i]))
 				i++;
 			size_t a = i;
-			while (i < n && !is_ws((unsigned char)s[i]))
+			while (i < n && ((unsigned char)s[i] > ' ' || !is_ws((unsigned char)s[i])))
 				i++;
 			if (i > a)
 				push_word(t, &nw, (uint32_t)a, (uint32_t)(i - a));

@@ -93,7 +93,11 @@ static int emit(shard_reader *r, sample *s, reject_info *rj)
 {
 	s->source = r->paths[r->cur];
 	s->index = r->index++;
-	snprintf(r->last_key, sizeof r->last_key, "%s", s->key);
+	size_t kl = strlen(s->key);
+	if (kl >= sizeof r->last_key)
+		kl = sizeof r->last_key - 1;
+	memcpy(r->last_key, s->key, kl);
+	r->last_key[kl] = 0;
 	if (r->poison) {
 		reject_set(rj, r->poison, "%s", r->poison_detail);
 		r->poison = NULL;

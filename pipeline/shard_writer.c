@@ -230,10 +230,13 @@ static int finish_shard(shard_writer *w, mvl_err *err)
 	return 0;
 }
 
+static void init_template(void);
+
 shard_writer *shard_writer_open(const writer_opts *o, mvl_err *err)
 {
 	if (o->pattern && check_pattern(o->pattern, err) != 0)
 		return NULL;
+	init_template();
 	shard_writer *w = xcalloc(1, sizeof *w);
 	w->o = *o;
 	w->fd = -1;
@@ -264,27 +267,52 @@ static void octal(char *field, size_t width, uint64_t v)
 	}
 }
 
+/* The constant part of every header mvl writes (mode, ids, times, magic),
+ * and its byte sum with the checksum field as spaces; a header is then
+ * the template plus name, size and type, and its checksum a few adds. */
+static unsigned char tmpl[512];
+static unsigned tmpl_sum;
+
+static void init_template(void)
+{
+	if (tmpl_sum)
+		return;
+	octal((char *)tmpl + 100, 8, 0644);
+	octal((char *)tmpl + 108, 8, 0);
+	octal((char *)tmpl + 116, 8, 0);
+	octal((char *)tmpl + 124, 12, 0);
+	octal((char *)tmpl + 136, 12, 0);
+	memcpy(tmpl + 257, "ustar", 6);
+	memcpy(tmpl + 263, "00", 2);
+	octal((char *)tmpl + 329, 8, 0);
+	octal((char *)tmpl + 337, 8, 0);
+	memset(tmpl + 148, ' ', 8);
+	unsigned sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += tmpl[i];
+	tmpl_sum = sum;
+}
+
 static void fill_header(unsigned char h[512], const char *name, size_t namelen,
 			const char *prefix, size_t prefixlen, uint64_t size, char type)
 {
-	memset(h, 0, 512);
+	memcpy(h, tmpl, 512);
+	unsigned sum = tmpl_sum;
+	for (size_t i = 0; i < namelen; i++)
+		sum += (unsigned char)name[i];
 	memcpy(h, name, namelen);
-	octal((char *)h + 100, 8, 0644);
-	octal((char *)h + 108, 8, 0);
-	octal((char *)h + 116, 8, 0);
+	for (int i = 124; i < 136; i++)
+		sum -= h[i];
 	octal((char *)h + 124, 12, size);
-	octal((char *)h + 136, 12, 0);
-	h[156] = (unsigned char)type;
-	memcpy(h + 257, "ustar", 6);
-	memcpy(h + 263, "00", 2);
-	octal((char *)h + 329, 8, 0);
-	octal((char *)h + 337, 8, 0);
-	if (prefixlen)
-		memcpy(h + 345, prefix, prefixlen);
-	memset(h + 148, ' ', 8);
-	unsigned sum = 0;
-	for (int i = 0; i < 512; i++)
+	for (int i = 124; i < 136; i++)
 		sum += h[i];
+	h[156] = (unsigned char)type;
+	sum += (unsigned char)type;
+	if (prefixlen) {
+		memcpy(h + 345, prefix, prefixlen);
+		for (size_t i = 0; i < prefixlen; i++)
+			sum += (unsigned char)prefix[i];
+	}
 	octal((char *)h + 148, 7, sum);
 	h[155] = ' ';
 }

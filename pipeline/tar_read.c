@@ -351,18 +351,19 @@ static int checksum_ok(const unsigned char *h)
 	uint64_t want;
 	if (num_field(h + 148, 8, &want) != 0)
 		return 0;
-	/* plain sums vectorize; the checksum field then counts as spaces */
+	/* a plain unsigned sum vectorizes; the checksum field then counts as
+	 * spaces.  Some old tars summed signed chars: tried only on mismatch. */
 	unsigned u = 0;
-	int s = 0;
-	for (int i = 0; i < 512; i++) {
+	for (int i = 0; i < 512; i++)
 		u += h[i];
-		s += (signed char)h[i];
-	}
-	for (int i = 148; i < 156; i++) {
+	for (int i = 148; i < 156; i++)
 		u += (unsigned)' ' - h[i];
-		s += ' ' - (signed char)h[i];
-	}
-	return want == u || (int64_t)want == s;
+	if (want == u)
+		return 1;
+	int s = 0;
+	for (int i = 0; i < 512; i++)
+		s += (i >= 148 && i < 156) ? ' ' : (signed char)h[i];
+	return (int64_t)want == s;
 }
 
 static int all_zero(const unsigned char *h)
