@@ -75,6 +75,7 @@ asan:
 bench: mvl
 	@scripts/deps.sh --bench
 	scripts/bench_ingest.sh
+	scripts/bench_filters.sh
 
 demo: mvl
 	scripts/demo.sh

@@ -78,7 +78,7 @@ typedef struct cap_state {
 	int nlangs;
 	int scripts[MAX_LIST];
 	int nscripts;
-	int need_words_detail, need_chars_detail;
+	int need_spans; /* some rule needs all the words, not only a count */
 } cap_state;
 
 typedef struct cap_tls {
@@ -235,6 +235,8 @@ static int cap_open(const void *conf, void **state, mvl_err *err)
 			return mvl_errf(err, "language identification unavailable: %s", e2.msg);
 		langid_free(probe);
 	}
+	s->need_spans = c->min_mean_word_len > 0 || c->max_mean_word_len > 0 ||
+			c->min_alpha_words > 0 || c->max_word_rep > 0 || c->max_symbol_ratio > 0;
 	if (c->min_stopwords) {
 		if (s->nlangs) {
 			for (int i = 0; i < s->nlangs; i++)
@@ -510,12 +512,21 @@ static int cap_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 		return reject_set(rj, "too_few_chars", "%zu chars < %d", chars, c->min_chars);
 	if (c->max_chars && chars > (size_t)c->max_chars)
 		return reject_set(rj, "too_many_chars", "%zu chars > %d", chars, c->max_chars);
-	const word_span *w;
-	size_t nw = text_words(t->tc, cap, n, &w);
+	const word_span *w = NULL;
+	size_t nw;
+	if (s->need_spans) {
+		nw = text_words(t->tc, cap, n, &w);
+	} else {
+		/* only a count is needed, and past max(min_words, max_words + 1)
+		 * the exact number changes nothing */
+		size_t limit = c->max_words ? (size_t)c->max_words + 1 : (size_t)c->min_words;
+		nw = text_count_words(t->tc, cap, n, limit);
+	}
 	if (nw < (size_t)c->min_words)
 		return reject_set(rj, "too_few_words", "%zu words < %d", nw, c->min_words);
 	if (c->max_words && nw > (size_t)c->max_words)
-		return reject_set(rj, "too_many_words", "%zu words > %d", nw, c->max_words);
+		return reject_set(rj, "too_many_words", "%s%zu words > %d", s->need_spans ? "" : "at least ",
+				  nw, c->max_words);
 
 	if (c->min_mean_word_len > 0 || c->max_mean_word_len > 0 || c->min_alpha_words > 0) {
 		size_t wchars = 0, alpha = 0;

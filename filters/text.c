@@ -212,3 +212,23 @@ size_t text_words_icu(text_ctx *t, const char *s, size_t n, const word_span **ou
 {
 	return words(t, s, n, out, 1);
 }
+
+size_t text_count_words(text_ctx *t, const char *s, size_t n, size_t limit)
+{
+	if (!limit || !text_is_ascii(s, n)) {
+		const word_span *w;
+		size_t nw = words(t, s, n, &w, 0);
+		return limit && nw > limit ? limit : nw;
+	}
+	size_t nw = 0, i = 0;
+	while (i < n && nw < limit) {
+		while (i < n && (unsigned char)s[i] <= ' ' && is_ws((unsigned char)s[i]))
+			i++;
+		if (i == n)
+			break;
+		nw++;
+		while (i < n && ((unsigned char)s[i] > ' ' || !is_ws((unsigned char)s[i])))
+			i++;
+	}
+	return nw;
+}

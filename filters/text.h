@@ -25,6 +25,11 @@ typedef struct word_span {
  * @return the number of words. */
 size_t text_words(text_ctx *t, const char *s, size_t n, const word_span **out);
 
+/* text_count_words() : min(number of words, limit) (limit 0: all), by the
+ * rules of text_words(); for pure-ASCII text it stops reading at the
+ * limit, so "at least 3 words?" costs a few bytes, not the caption. */
+size_t text_count_words(text_ctx *t, const char *s, size_t n, size_t limit);
+
 /* text_words_icu() : like text_words() but always by ICU word break, so
  * punctuation never sticks to a word ("bad," -> "bad"), ASCII included:
  * for matching words against lists. */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { NBATCH = 4, BATCH_SAMPLES = 256, CLAIM = 8 };
+enum { NBATCH = 4, BATCH_SAMPLES = 256, MAX_CLAIM = 64 };
 static const uint64_t BATCH_BYTES = 64ull << 20;
 
 /* per-sample state */
@@ -26,7 +26,14 @@ typedef struct pipe_state {
 	const parallel_work *w;
 	batch b[NBATCH];
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	/* separate wake-ups, so a signal reaches only the thread it concerns */
+	pthread_cond_t space; /* reader: a batch slot was freed */
+	pthread_cond_t work;  /* workers: a batch was filled, or the end */
+	pthread_cond_t done;  /* writer: a batch was fully worked */
+	/* samples per claim: sized so a claim takes about a millisecond, from
+	 * the measured cost per sample (cheap caption rules claim many at a
+	 * time and rarely touch the lock; images claim one or two) */
+	double ns_per_sample;
 	/* batches are used round-robin; sequence numbers say where each is */
 	uint64_t filled;   /* batches the reader has completed */
 	uint64_t written;  /* batches the writer has finished with */
@@ -98,7 +105,7 @@ static void *reader_main(void *arg)
 		pthread_mutex_lock(&p->mu);
 		/* wait for a free slot: at most NBATCH batches in flight */
 		while (!p->stop && p->filled - p->written >= NBATCH)
-			pthread_cond_wait(&p->cv, &p->mu);
+			pthread_cond_wait(&p->space, &p->mu);
 		int stop = p->stop;
 		batch *b = &p->b[p->filled % NBATCH];
 		pthread_mutex_unlock(&p->mu);
@@ -110,12 +117,22 @@ static void *reader_main(void *arg)
 		p->filled++;
 		if (end)
 			p->reader_done = 1;
-		pthread_cond_broadcast(&p->cv);
+		pthread_cond_broadcast(&p->work);
+		if (b->n == 0)
+			pthread_cond_signal(&p->done); /* an empty last batch */
 		pthread_mutex_unlock(&p->mu);
 		if (end)
 			break;
 	}
 	return NULL;
+}
+
+static int claim_size(const pipe_state *p)
+{
+	if (p->ns_per_sample <= 0)
+		return 1;
+	double k = 1e6 / p->ns_per_sample;
+	return k < 1 ? 1 : k > MAX_CLAIM ? MAX_CLAIM : (int)k;
 }
 
 static void *worker_main(void *arg)
@@ -136,19 +153,24 @@ static void *worker_main(void *arg)
 		if (!b) {
 			if (p->stop || p->reader_done)
 				break; /* nothing left to claim, ever */
-			pthread_cond_wait(&p->cv, &p->mu);
+			pthread_cond_wait(&p->work, &p->mu);
 			continue;
 		}
 		int from = b->claimed;
-		int to = from + CLAIM < b->n ? from + CLAIM : b->n;
+		int k = claim_size(p);
+		int to = from + k < b->n ? from + k : b->n;
 		b->claimed = to;
 		pthread_mutex_unlock(&p->mu);
+		double t0 = now_sec();
 		for (int i = from; i < to; i++)
 			work_one(p->w, tls, b, i);
+		double ns = (now_sec() - t0) * 1e9 / (to - from);
 		pthread_mutex_lock(&p->mu);
+		/* a running average: adapts when the stream's content changes */
+		p->ns_per_sample = p->ns_per_sample > 0 ? 0.8 * p->ns_per_sample + 0.2 * ns : ns;
 		b->done += to - from;
 		if (b->done == b->n)
-			pthread_cond_broadcast(&p->cv);
+			pthread_cond_signal(&p->done);
 	}
 	pthread_mutex_unlock(&p->mu);
 	if (p->w->tls_free)
@@ -186,7 +208,9 @@ int stream_run_parallel(stream_run *sr, const parallel_work *w)
 	p->sr = sr;
 	p->w = w;
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->space, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->done, NULL);
 	for (int k = 0; k < NBATCH; k++)
 		for (int i = 0; i < BATCH_SAMPLES; i++)
 			sample_init(&p->b[k].s[i]);
@@ -199,12 +223,12 @@ int stream_run_parallel(stream_run *sr, const parallel_work *w)
 	for (;;) {
 		/* the next batch in order, once it is filled and fully worked */
 		while (p->written == p->filled && !p->reader_done)
-			pthread_cond_wait(&p->cv, &p->mu);
+			pthread_cond_wait(&p->done, &p->mu);
 		if (p->written == p->filled)
 			break; /* reader done, everything written */
 		batch *b = &p->b[p->written % NBATCH];
 		while (b->done < b->n)
-			pthread_cond_wait(&p->cv, &p->mu);
+			pthread_cond_wait(&p->done, &p->mu);
 		pthread_mutex_unlock(&p->mu);
 		int drc = drain_batch(sr, w, b);
 		pthread_mutex_lock(&p->mu);
@@ -213,12 +237,13 @@ int stream_run_parallel(stream_run *sr, const parallel_work *w)
 			rc = -1;
 			p->stop = 1;
 		}
-		pthread_cond_broadcast(&p->cv);
+		pthread_cond_signal(&p->space);
 		if (rc)
 			break;
 	}
 	p->stop = 1;
-	pthread_cond_broadcast(&p->cv);
+	pthread_cond_broadcast(&p->space);
+	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->mu);
 	pthread_join(reader, NULL);
 	for (int t = 0; t < threads; t++)
@@ -227,7 +252,9 @@ int stream_run_parallel(stream_run *sr, const parallel_work *w)
 		for (int i = 0; i < BATCH_SAMPLES; i++)
 			sample_free(&p->b[k].s[i]);
 	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->space);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->done);
 	free(workers);
 	free(p);
 	return rc;
