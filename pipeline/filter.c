@@ -155,6 +155,8 @@ struct filter_chain {
 	int want_stats;
 	char *spec;
 	pthread_mutex_t mu; /* guards the totals while threads merge */
+	char **vals;        /* option values the configs point into */
+	int nvals;
 	opt_spec *cmd_specs; /* filter_chain_single: the command-line table */
 };
 
@@ -294,15 +296,12 @@ static int parse_one(filter_chain *c, const char *item, mvl_err *err)
 		opt_spec s = spec_for(o, fi->conf);
 		/* the value must outlive the parse: strings point into it */
 		char *val = xstrdup(eq + 1);
+		c->vals = xrealloc(c->vals, (size_t)(c->nvals + 1) * sizeof *c->vals);
+		c->vals[c->nvals++] = val; /* string options point into it */
 		if (opts_set_value(&s, val, err) != 0) {
 			mvl_errprefix(err, "filter '%s'", d->name);
-			free(val);
 			rc = -1;
-		} else if (o->kind != OPT_STR && o->kind != OPT_CHOICE) {
-			free(val);
 		}
-		/* OPT_STR/CHOICE values are kept for the life of the process:
-		 * a chain is parsed once per command */
 	}
 	free_strv(parts, nparts);
 	return rc;
@@ -373,9 +372,11 @@ int filter_chain_open(filter_chain *c, int want_stats, mvl_err *err)
 	c->want_stats = want_stats;
 	for (int i = 0; i < c->n; i++) {
 		filter_inst *fi = &c->f[i];
-		if (fi->d->open && fi->d->open(fi->conf, &fi->state, err) != 0)
+		int rc = fi->d->open ? fi->d->open(fi->conf, &fi->state, err) : 0;
+		/* a failed open may leave half-built state: close() frees it */
+		fi->opened = rc == 0 || fi->state != NULL;
+		if (rc != 0)
 			return mvl_errprefix(err, "filter '%s'", fi->d->name);
-		fi->opened = 1;
 	}
 	return 0;
 }
@@ -519,6 +520,9 @@ void filter_chain_free(filter_chain *c)
 		free(c->cmd_specs);
 	}
 	pthread_mutex_destroy(&c->mu);
+	for (int i = 0; i < c->nvals; i++)
+		free(c->vals[i]);
+	free(c->vals);
 	free(c->f);
 	free(c->spec);
 	free(c);
@@ -527,17 +531,7 @@ void filter_chain_free(filter_chain *c)
 /* ---------------------------------------------------------------------- */
 /* commands */
 
-static int chain_work(void *ctx, void *tls, sample *s, reject_info *rj)
-{
-	return filter_chain_apply(ctx, tls, s, rj);
-}
-
-static void *chain_tls_new_cb(void *ctx)
-{
-	return chain_tls_new(ctx);
-}
-
-/* chain_tls_merge needs the chain: the tls remembers it */
+/* A worker's state: its chain_tls and, for the merge at exit, the chain. */
 typedef struct tls_box {
 	chain_tls *t;
 	filter_chain *c;
@@ -545,13 +539,13 @@ typedef struct tls_box {
 
 static int box_work(void *ctx, void *tls, sample *s, reject_info *rj)
 {
-	return chain_work(ctx, ((tls_box *)tls)->t, s, rj);
+	return filter_chain_apply(ctx, ((tls_box *)tls)->t, s, rj);
 }
 
 static void *box_new(void *ctx)
 {
 	tls_box *b = xmalloc(sizeof *b);
-	b->t = chain_tls_new_cb(ctx);
+	b->t = chain_tls_new(ctx);
 	b->c = ctx;
 	return b;
 }
@@ -603,44 +597,45 @@ int filter_command(const filter_def *d, int argc, char **argv)
 	opts_main(&cmd, argc, argv, &args, &nargs);
 	const char *name = cmd.name;
 	mvl_err err;
-	int first = 0;
+	int first = 0, status = 0;
+	stream_run sr;
 	if (!d) {
 		if (nargs < 1) {
 			fprintf(stderr, "mvl filter: a SPEC is required\nsee 'mvl filter --help'\n");
-			return 2;
+			status = 2;
+			goto out;
 		}
 		if (!(c = filter_chain_parse(args[0], &err))) {
 			fprintf(stderr, "mvl filter: %s\n", err.msg);
-			return 2;
+			status = 2;
+			goto out;
 		}
 		first = 1;
 	}
 	if (threads < 0) {
 		fprintf(stderr, "mvl %s: option '--threads' must be >= 0\n", name);
-		return 2;
+		status = 2;
+		goto out;
 	}
 	if (filter_chain_open(c, stats != NULL, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
-		filter_chain_free(c);
-		return 2;
+		status = 2;
+		goto out;
 	}
-	stream_run sr;
 	if (stream_run_open(&sr, name, &so, args + first, nargs - first, RUN_WRITES, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
-		filter_chain_free(c);
-		free(args);
-		free(specs);
-		buf_free(&summary);
-		return 1;
+		status = 1;
+		goto out;
 	}
 	parallel_work w = {box_work, c, box_new, box_free, threads, 1, NULL};
 	stream_run_parallel(&sr, &w);
 	uint64_t in = sr.nin, kept = sr.nkept;
-	int status = stream_run_close(&sr);
+	status = stream_run_close(&sr);
 	if (stats && filter_chain_stats(c, stats, in, kept, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 		status = 1;
 	}
+out:
 	filter_chain_free(c);
 	free(args);
 	free(specs);
