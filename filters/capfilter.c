@@ -696,4 +696,6 @@ const filter_def filter_capfilter = {
 	cap_tls_free,
 	cap_apply,
 	cap_close,
+	NULL,
+	NULL,
 };

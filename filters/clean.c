@@ -565,4 +565,6 @@ const filter_def filter_clean = {
 	clean_tls_free,
 	clean_apply,
 	clean_close,
+	NULL,
+	NULL,
 };

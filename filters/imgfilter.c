@@ -178,4 +178,6 @@ const filter_def filter_imgfilter = {
 	img_tls_free,
 	img_apply,
 	img_close,
+	NULL,
+	NULL,
 };

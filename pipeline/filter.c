@@ -157,6 +157,7 @@ struct filter_chain {
 	pthread_mutex_t mu; /* guards the totals while threads merge */
 	char **vals;        /* option values the configs point into */
 	int nvals;
+	fstats ordered_st;  /* the last filter's ordered drops (writer thread) */
 	opt_spec *cmd_specs; /* filter_chain_single: the command-line table */
 };
 
@@ -336,6 +337,11 @@ filter_chain *filter_chain_parse(const char *spec, mvl_err *err)
 		rc = parse_one(c, (char *)item.data, err);
 	if (rc == 0 && c->n == 0)
 		rc = mvl_errf(err, "empty filter chain '%s'", spec);
+	for (int i = 0; rc == 0 && i + 1 < c->n; i++)
+		if (c->f[i].d->ordered)
+			rc = mvl_errf(err, "'%s' must come last in a chain (it judges each sample against "
+				      "the ones before, so it must see exactly what the chain keeps)",
+				      c->f[i].d->name);
 	buf_free(&item);
 	free_strv(items, n);
 	if (rc) {
@@ -432,6 +438,35 @@ int filter_chain_apply(filter_chain *c, chain_tls *t, sample *s, reject_info *rj
 	return 0;
 }
 
+int filter_chain_ordered(filter_chain *c, sample *s, reject_info *rj)
+{
+	filter_inst *fi = &c->f[c->n - 1];
+	if (!fi->d->ordered || !fi->d->ordered(fi->state, s, rj))
+		return 0;
+	count_reason(&c->ordered_st, rj->reason, 1);
+	c->ordered_st.in++; /* counts the samples moved from kept to dropped */
+	char full[2 * sizeof rj->reason];
+	snprintf(full, sizeof full, "%s.%s", fi->d->name, rj->reason);
+	full[sizeof rj->reason - 1] = 0;
+	memcpy(rj->reason, full, sizeof rj->reason);
+	return 1;
+}
+
+int filter_chain_finish(filter_chain *c, mvl_err *err)
+{
+	/* fold the ordered drops into the last filter's counts */
+	filter_inst *fi = &c->f[c->n - 1];
+	fi->st.kept -= c->ordered_st.in;
+	for (int k = 0; k < c->ordered_st.nr; k++)
+		count_reason(&fi->st, c->ordered_st.r[k].reason, c->ordered_st.r[k].n);
+	c->ordered_st.in = 0;
+	c->ordered_st.nr = 0;
+	for (int i = 0; i < c->n; i++)
+		if (c->f[i].d->finish && c->f[i].d->finish(c->f[i].state, err) != 0)
+			return mvl_errprefix(err, "filter '%s'", c->f[i].d->name);
+	return 0;
+}
+
 static json_t *hist_u(const unsigned *lo, const uint64_t *v, int n)
 {
 	/* {"0": n, "1": n, ..., "6-10": n, "201+": n}: label -> count */
@@ -519,6 +554,7 @@ void filter_chain_free(filter_chain *c)
 			free((char *)c->cmd_specs[i].name);
 		free(c->cmd_specs);
 	}
+	free(c->ordered_st.r);
 	pthread_mutex_destroy(&c->mu);
 	for (int i = 0; i < c->nvals; i++)
 		free(c->vals[i]);
@@ -548,6 +584,11 @@ static void *box_new(void *ctx)
 	b->t = chain_tls_new(ctx);
 	b->c = ctx;
 	return b;
+}
+
+static int chain_ordered(void *ctx, sample *s, reject_info *rj)
+{
+	return filter_chain_ordered(ctx, s, rj);
 }
 
 static void box_free(void *tls)
@@ -627,9 +668,14 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	parallel_work w = {box_work, c, box_new, box_free, threads, 1, NULL};
+	parallel_work w = {box_work, c, box_new, box_free, threads, 1, NULL,
+			   c->f[c->n - 1].d->ordered ? chain_ordered : NULL};
 	stream_run_parallel(&sr, &w);
 	uint64_t in = sr.nin, kept = sr.nkept;
+	if (filter_chain_finish(c, &err) != 0) {
+		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
+		sr.output_failed = 1; /* the run's report is incomplete: fail */
+	}
 	status = stream_run_close(&sr);
 	if (stats && filter_chain_stats(c, stats, in, kept, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);

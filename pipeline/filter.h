@@ -47,6 +47,14 @@ typedef struct filter_def {
 	 * without the filter prefix) */
 	int (*apply)(const void *state, void *tls, sample *s, reject_info *rj);
 	void (*close)(void *state);
+	/* optional, for filters whose verdict depends on the samples before
+	 * (dedup): called serially, in input order, after apply kept s; may
+	 * drop it.  Such a filter must come last in a chain (so a pipe and a
+	 * chain agree on what it saw).  @return 0 keep, 1 drop with *rj */
+	int (*ordered)(void *state, sample *s, reject_info *rj);
+	/* optional: after the whole stream (write reports, indexes).
+	 * @return 0 or -1 with *err */
+	int (*finish)(void *state, mvl_err *err);
 } filter_def;
 
 /* The registry (filters/registry.c). */
@@ -73,6 +81,11 @@ chain_tls *chain_tls_new(filter_chain *c);
 void chain_tls_merge(filter_chain *c, chain_tls *t);
 /* filter_chain_apply() : @return 0 keep, 1 drop (*rj as "FILTER.REASON"). */
 int filter_chain_apply(filter_chain *c, chain_tls *t, sample *s, reject_info *rj);
+/* filter_chain_ordered() : the last filter's ordered step, if it has one
+ * (serial, input order).  @return 0 keep, 1 drop. */
+int filter_chain_ordered(filter_chain *c, sample *s, reject_info *rj);
+/* filter_chain_finish() : every filter's finish step.  @return 0 / -1. */
+int filter_chain_finish(filter_chain *c, mvl_err *err);
 /* filter_chain_stats() : writes the stats JSON (see filters/README.md). */
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err);

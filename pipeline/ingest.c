@@ -290,7 +290,7 @@ int cmd_ingest(int argc, char **argv)
 		free(args);
 		return 1;
 	}
-	parallel_work w = {ingest_work, &o, ingest_tls_new, ingest_tls_free, threads, 1, NULL};
+	parallel_work w = {ingest_work, &o, ingest_tls_new, ingest_tls_free, threads, 1, NULL, NULL};
 	stream_run_parallel(&sr, &w);
 	free(args);
 	return stream_run_close(&sr);

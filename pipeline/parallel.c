@@ -74,6 +74,8 @@ static int drain_batch(stream_run *sr, const parallel_work *w, batch *b)
 {
 	mvl_err err;
 	for (int i = 0; i < b->n; i++) {
+		if (b->state[i] == S_KEPT && w->ordered && w->ordered(w->ctx, &b->s[i], &b->rj[i]))
+			b->state[i] = S_DROPPED;
 		if (b->state[i] == S_PRE_REJECTED || b->state[i] == S_DROPPED) {
 			stream_run_reject(sr, &b->s[i], &b->rj[i]);
 			continue;

@@ -30,6 +30,10 @@ typedef struct parallel_work {
 	/* for commands that print rather than write (writes == 0): called on
 	 * the writer side, in order, for each kept sample */
 	int (*sink)(void *ctx, const sample *s, mvl_err *err);
+	/* optional: a serial step after fn, on the writer side, in input
+	 * order, for each sample fn kept (deduplication decides here):
+	 * @return 0 keep, 1 drop with *rj */
+	int (*ordered)(void *ctx, sample *s, reject_info *rj);
 } parallel_work;
 
 /* stream_run_parallel() : reads sr to the end.  @return 0, or -1 when an

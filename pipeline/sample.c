@@ -17,6 +17,7 @@ void sample_clear(sample *s)
 	s->n = 0;
 	s->key[0] = 0;
 	s->source = NULL;
+	s->aux_len = 0;
 }
 
 void sample_free(sample *s)

@@ -26,6 +26,10 @@ typedef struct sample {
 	int n, cap;          /* members in use, allocated */
 	const char *source;  /* input file it came from ("-": stdin); borrowed */
 	uint64_t index;      /* ordinal among the samples read */
+	/* scratch a filter's parallel step leaves for its ordered step (dedup
+	 * signatures); never written out */
+	unsigned char aux[2048];
+	int aux_len;
 } sample;
 
 void sample_init(sample *s);
