@@ -2,12 +2,13 @@
 #include "commands.h"
 #include "filter.h"
 
-extern const filter_def filter_clean, filter_capfilter, filter_imgfilter;
+extern const filter_def filter_clean, filter_capfilter, filter_imgfilter, filter_dedup;
 
 const filter_def *const filter_defs[] = {
 	&filter_clean,
 	&filter_capfilter,
 	&filter_imgfilter,
+	&filter_dedup,
 	NULL,
 };
 
@@ -29,4 +30,9 @@ int cmd_imgfilter(int argc, char **argv)
 int cmd_filter(int argc, char **argv)
 {
 	return filter_command(NULL, argc, argv);
+}
+
+int cmd_dedup(int argc, char **argv)
+{
+	return filter_command(&filter_dedup, argc, argv);
 }

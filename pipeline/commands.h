@@ -11,5 +11,6 @@ int cmd_clean(int argc, char **argv);     /* filters/registry.c */
 int cmd_capfilter(int argc, char **argv); /* filters/registry.c */
 int cmd_imgfilter(int argc, char **argv); /* filters/registry.c */
 int cmd_filter(int argc, char **argv);    /* filters/registry.c */
+int cmd_dedup(int argc, char **argv);     /* filters/registry.c */
 
 #endif

@@ -14,6 +14,7 @@ static const struct command {
 	{"capfilter", cmd_capfilter, "drop captions by quality rules (words, chars, ratios, language)"},
 	{"cat", cmd_cat, "concatenate, recompress or convert sample streams"},
 	{"clean", cmd_clean, "clean caption text: UTF-8, HTML, URLs, Unicode, whitespace"},
+	{"dedup", cmd_dedup, "drop exact and near-duplicate images and captions, decontaminate"},
 	{"filter", cmd_filter, "run a chain of filters: 'clean,capfilter:min_words=3,imgfilter'"},
 	{"imgfilter", cmd_imgfilter, "drop images by size, aspect ratio, format, blankness"},
 	{"ingest", cmd_ingest, "normalize images and captions from folders, JSONL or shards into a stream"},
