@@ -698,4 +698,5 @@ const filter_def filter_capfilter = {
 	cap_close,
 	NULL,
 	NULL,
+	NULL,
 };

@@ -567,4 +567,5 @@ const filter_def filter_clean = {
 	clean_close,
 	NULL,
 	NULL,
+	NULL,
 };

@@ -11,6 +11,7 @@
  * the kept sample: a sample is dropped only for its own closeness to a
  * kept one, never through a chain A~B~C of ever weaker links.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ typedef struct dedup_conf {
 	double jaccard;
 	const char *against, *clusters;
 	uint64_t seed;
+	const char *build_index, *index, *keep;
 } dedup_conf;
 
 #define O(f) offsetof(dedup_conf, f)
@@ -60,6 +62,14 @@ static const fopt dedup_opts[] = {
 	{"clusters", OPT_STR, O(clusters), NULL, "FILE",
 	 "write each cluster as JSONL: kept key, dropped keys with reason and distance"},
 	{"seed", OPT_U64, O(seed), "1", "N", "MinHash seed"},
+	{"build_index", OPT_STR, O(build_index), NULL, "FILE",
+	 "pass 1 of 2: read every input, cluster all samples (union-find), pick each cluster's "
+	 "survivor by --keep, and write the keys to drop to FILE (no stream is written)"},
+	{"index", OPT_STR, O(index), NULL, "FILE",
+	 "pass 2 of 2: drop the samples FILE lists; shards can be filtered independently, in parallel"},
+	{"keep", OPT_STR, O(keep), "first", "POLICY",
+	 "survivor of a cluster with --build-index: first, largest_image, longest_caption, or "
+	 "score:FIELD (largest KEY.json number); ties go to the smallest key"},
 	{0},
 };
 #undef O
@@ -68,6 +78,7 @@ static const fopt dedup_opts[] = {
 enum { HAS_IMG = 1, HAS_PIX = 2, HAS_CAP = 4, HAS_SIG = 8, HAS_SKETCH = 16 };
 typedef struct dedup_aux {
 	uint32_t flags;
+	double metric; /* for --keep: larger is better */
 	uint64_t img[2], pix[2], cap[2];
 	img_sig sig;
 	uint32_t sketch[]; /* num_perm */
@@ -88,8 +99,38 @@ typedef struct side {
 	cap_index *caps;
 } side;
 
+static const char *const reason_names[] = {
+	"", "exact_image", "exact_caption", "exact_pair", "near_image", "near_caption", "contaminated",
+};
+enum { NREASONS = sizeof reason_names / sizeof reason_names[0] };
+
+static uint8_t reason_code(const char *r)
+{
+	for (uint8_t i = 1; i < NREASONS; i++)
+		if (!strcmp(reason_names[i], r))
+			return i;
+	return 0;
+}
+
+enum { KEEP_FIRST, KEEP_LARGEST_IMAGE, KEEP_LONGEST_CAPTION, KEEP_SCORE };
+
 typedef struct dedup_state {
 	dedup_conf c;
+	int keep;
+	const char *score_field;
+	/* --build-index: every sample, union-find over them */
+	uint32_t n, capn;
+	char **allkeys;
+	double *metric;
+	uint32_t *parent;
+	uint8_t *why;   /* reason code of the link that joined it to a cluster */
+	float *dist;
+	/* --index: the keys to drop */
+	hset128 *drop;
+	uint8_t *drop_why;
+	char **drop_winner;
+	float *drop_dist;
+	uint32_t ndrop;
 	minhash *mh;
 	int lsh_bands, lsh_rows;
 	side train, eval;
@@ -224,11 +265,47 @@ static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, ded
 	}
 }
 
+/* The --keep measure of a sample (larger is better). */
+static double keep_metric(const dedup_state *st, const sample *s)
+{
+	switch (st->keep) {
+	case KEEP_LARGEST_IMAGE: {
+		member *m = sample_image(s, NULL);
+		img_info info;
+		if (m && img_probe(m->data, m->size, &info, NULL) == 0)
+			return (double)info.width * (double)info.height;
+		return -1;
+	}
+	case KEEP_LONGEST_CAPTION: {
+		member *t = sample_get(s, "txt");
+		return t ? (double)utf8_count(t->data, t->size) : -1;
+	}
+	case KEEP_SCORE: {
+		member *j = sample_get(s, "json");
+		double v = -1e300;
+		if (j) {
+			json_t *o = json_loadb((const char *)j->data, j->size, 0, NULL);
+			json_t *f = json_object_get(o, st->score_field);
+			if (json_is_number(f))
+				v = json_number_value(f);
+			json_decref(o);
+		}
+		return v;
+	}
+	}
+	return 0;
+}
+
 static int dedup_apply(const void *state, void *tls, sample *s, reject_info *rj)
 {
 	const dedup_state *st = state;
 	dedup_aux *a = (dedup_aux *)s->aux;
+	if (st->drop) { /* --index: the decisions are made already */
+		a->flags = 0;
+		return 0;
+	}
 	signatures(st, tls, s, a);
+	a->metric = keep_metric(st, s);
 	s->aux_len = (int)(sizeof *a + (size_t)st->c.num_perm * sizeof(uint32_t));
 	(void)rj;
 	return 0;
@@ -328,12 +405,67 @@ static void record_drop(dedup_state *st, uint32_t kept, const char *key, const c
 	st->ndrops++;
 }
 
+static uint32_t uf_find(uint32_t *p, uint32_t x)
+{
+	while (p[x] != x) {
+		p[x] = p[p[x]]; /* path halving */
+		x = p[x];
+	}
+	return x;
+}
+
+/* --build-index: every sample joins the indexes; a match links clusters. */
+static int build_ordered(dedup_state *st, sample *s, const dedup_aux *a)
+{
+	if (st->n == st->capn) {
+		st->capn = st->capn ? st->capn * 2 : 1024;
+		st->allkeys = xrealloc(st->allkeys, st->capn * sizeof *st->allkeys);
+		st->metric = xrealloc(st->metric, st->capn * sizeof *st->metric);
+		st->parent = xrealloc(st->parent, st->capn * sizeof *st->parent);
+		st->why = xrealloc(st->why, st->capn);
+		st->dist = xrealloc(st->dist, st->capn * sizeof *st->dist);
+	}
+	uint32_t id = st->n++;
+	st->allkeys[id] = xstrdup(s->key);
+	st->metric[id] = a->metric;
+	st->parent[id] = id;
+	st->why[id] = 0;
+	st->dist[id] = 0;
+	const char *reason;
+	double dist;
+	if (st->has_eval && lookup(st, &st->eval, a, &reason, &dist) >= 0) {
+		st->why[id] = reason_code("contaminated");
+		st->dist[id] = (float)dist;
+		return 0; /* never a survivor, never a cluster's link */
+	}
+	int64_t v = lookup(st, &st->train, a, &reason, &dist);
+	if (v >= 0) {
+		uint32_t ra = uf_find(st->parent, id), rb = uf_find(st->parent, (uint32_t)v);
+		if (ra != rb)
+			st->parent[ra] = rb;
+		st->why[id] = reason_code(reason);
+		st->dist[id] = (float)dist;
+	}
+	insert(st, &st->train, a, id);
+	return 0;
+}
+
 static int dedup_ordered(void *state, sample *s, reject_info *rj)
 {
 	dedup_state *st = state;
 	const dedup_aux *a = (const dedup_aux *)s->aux;
 	const char *reason;
 	double dist;
+	if (st->drop) {
+		XXH128_hash_t h = XXH3_128bits(s->key, strlen(s->key));
+		int64_t e = hset128_find(st->drop, h.low64, h.high64);
+		if (e < 0)
+			return 0;
+		return reject_set(rj, reason_names[st->drop_why[e]], "duplicate of '%s' (distance %g; from the index)",
+				  st->drop_winner[e], (double)st->drop_dist[e]);
+	}
+	if (st->c.build_index)
+		return build_ordered(st, s, a);
 	if (st->has_eval && lookup(st, &st->eval, a, &reason, &dist) >= 0)
 		return reject_set(rj, "contaminated", "%s of an eval sample (distance %g)", reason, dist);
 	int64_t v = lookup(st, &st->train, a, &reason, &dist);
@@ -399,6 +531,125 @@ static int load_eval(dedup_state *st, mvl_err *err)
 	return rc;
 }
 
+/* --index: "key \t reason \t kept key \t distance" lines after a header. */
+static int load_index(dedup_state *st, mvl_err *err)
+{
+	FILE *f = fopen(st->c.index, "r");
+	if (!f)
+		return mvl_errf(err, "cannot read index '%s': %s", st->c.index, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	int rc = 0;
+	st->drop = hset128_new();
+	uint32_t capd = 0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (lineno == 1) {
+			if (strcmp(line, "# mvl dedup index 1") != 0) {
+				rc = mvl_errf(err, "'%s' is not an mvl dedup index (first line '%.60s')", st->c.index, line);
+				break;
+			}
+			continue;
+		}
+		char *f1 = line, *f2 = strchr(f1, '\t'), *f3 = f2 ? strchr(f2 + 1, '\t') : NULL,
+		     *f4 = f3 ? strchr(f3 + 1, '\t') : NULL;
+		if (!f4) {
+			rc = mvl_errf(err, "'%s' line %zu: expected 4 tab-separated fields", st->c.index, lineno);
+			break;
+		}
+		*f2++ = 0;
+		*f3++ = 0;
+		*f4++ = 0;
+		uint8_t why = reason_code(f2);
+		if (!why) {
+			rc = mvl_errf(err, "'%s' line %zu: unknown reason '%s'", st->c.index, lineno, f2);
+			break;
+		}
+		if (st->ndrop == capd) {
+			capd = capd ? capd * 2 : 1024;
+			st->drop_why = xrealloc(st->drop_why, capd);
+			st->drop_winner = xrealloc(st->drop_winner, capd * sizeof *st->drop_winner);
+			st->drop_dist = xrealloc(st->drop_dist, capd * sizeof *st->drop_dist);
+		}
+		XXH128_hash_t h = XXH3_128bits(f1, strlen(f1));
+		st->drop_why[st->ndrop] = why;
+		st->drop_winner[st->ndrop] = xstrdup(f3);
+		st->drop_dist[st->ndrop] = strtof(f4, NULL);
+		hset128_put(st->drop, h.low64, h.high64, st->ndrop);
+		st->ndrop++;
+	}
+	if (rc == 0 && lineno == 0)
+		rc = mvl_errf(err, "index '%s' is empty", st->c.index);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* The survivor of each cluster: the best metric, then the smallest key,
+ * then the first seen: the same whatever the input order. */
+static int better(const dedup_state *st, uint32_t a, uint32_t b)
+{
+	if (st->metric[a] != st->metric[b])
+		return st->metric[a] > st->metric[b];
+	int k = strcmp(st->allkeys[a], st->allkeys[b]);
+	if (k)
+		return k < 0;
+	return a < b;
+}
+
+/* --build-index: write the keys to drop (and --clusters). */
+static int write_index(dedup_state *st, mvl_err *err)
+{
+	uint32_t n = st->n;
+	uint32_t *win = xmalloc((n ? n : 1) * sizeof *win);
+	for (uint32_t i = 0; i < n; i++)
+		win[i] = UINT32_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		if (st->why[i] == reason_code("contaminated"))
+			continue;
+		uint32_t r = uf_find(st->parent, i);
+		if (win[r] == UINT32_MAX || better(st, i, win[r]))
+			win[r] = i;
+	}
+	atomic_file af;
+	if (atomic_file_open(&af, st->c.build_index, err) != 0) {
+		free(win);
+		return -1;
+	}
+	fprintf(af.f, "# mvl dedup index 1\n");
+	uint64_t dropped = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t why = st->why[i];
+		const char *kept = "-";
+		if (why != reason_code("contaminated")) {
+			uint32_t w = win[uf_find(st->parent, i)];
+			if (w == i)
+				continue;
+			kept = st->allkeys[w];
+			if (!why) /* the first of its cluster lost to a later one */
+				why = st->why[w];
+			record_drop(st, w, st->allkeys[i], reason_names[why], st->dist[i]);
+		}
+		fprintf(af.f, "%s\t%s\t%s\t%g\n", st->allkeys[i], reason_names[why], kept, (double)st->dist[i]);
+		dropped++;
+	}
+	free(win);
+	fprintf(stderr, "mvl dedup: index '%s': %u samples, %llu to drop\n", st->c.build_index, n,
+		(unsigned long long)dropped);
+	/* --clusters names the survivors by their keys */
+	st->keys = st->allkeys;
+	st->nkept = n;
+	return atomic_file_commit(&af, err);
+}
+
+static int dedup_no_output(const void *state)
+{
+	return ((const dedup_state *)state)->c.build_index != NULL;
+}
+
 static void dedup_close(void *state)
 {
 	dedup_state *st = state;
@@ -409,10 +660,25 @@ static void dedup_close(void *state)
 	minhash_free(st->mh);
 	for (uint32_t i = 0; st->keys && i < st->nkept; i++)
 		free(st->keys[i]);
-	free(st->keys);
+	if (st->keys != st->allkeys)
+		free(st->keys);
 	for (size_t i = 0; i < st->ndrops; i++)
 		free(st->drops[i].key);
 	free(st->drops);
+	if (st->keys != st->allkeys)
+		for (uint32_t i = 0; i < st->n; i++)
+			free(st->allkeys[i]);
+	free(st->allkeys);
+	free(st->metric);
+	free(st->parent);
+	free(st->why);
+	free(st->dist);
+	hset128_free(st->drop);
+	for (uint32_t i = 0; i < st->ndrop; i++)
+		free(st->drop_winner[i]);
+	free(st->drop_winner);
+	free(st->drop_why);
+	free(st->drop_dist);
 	free(st);
 }
 
@@ -439,6 +705,25 @@ static int dedup_open(const void *conf, void **state, mvl_err *err)
 		return mvl_errf(err, "num_perm %d is not within 8..256", c->num_perm);
 	if (c->ngram < 1 || c->ngram > 32)
 		return mvl_errf(err, "ngram %d is not within 1..32", c->ngram);
+	if (!strcmp(c->keep, "first"))
+		st->keep = KEEP_FIRST;
+	else if (!strcmp(c->keep, "largest_image"))
+		st->keep = KEEP_LARGEST_IMAGE;
+	else if (!strcmp(c->keep, "longest_caption"))
+		st->keep = KEEP_LONGEST_CAPTION;
+	else if (!strncmp(c->keep, "score:", 6) && c->keep[6]) {
+		st->keep = KEEP_SCORE;
+		st->score_field = c->keep + 6;
+	} else
+		return mvl_errf(err, "keep '%s' is not first, largest_image, longest_caption or score:FIELD",
+				c->keep);
+	if (st->keep != KEEP_FIRST && !c->build_index)
+		return mvl_errf(err, "keep=%s needs two passes (--build-index, then --index): a single "
+				     "pass can only keep the first seen", c->keep);
+	if (c->build_index && c->index)
+		return mvl_errf(err, "build_index and index are the two passes: give one");
+	if (c->index)
+		return load_index(st, err);
 	if (!(st->mh = minhash_new(c->num_perm, c->ngram, c->seed)))
 		return mvl_errf(err, "cannot set up MinHash");
 	/* The area-optimal S-curve for the threshold itself finds only ~40% of
@@ -485,6 +770,8 @@ static int by_kept(const void *x, const void *y)
 static int dedup_finish(void *state, mvl_err *err)
 {
 	dedup_state *st = state;
+	if (st->c.build_index && write_index(st, err) != 0)
+		return -1;
 	if (!st->c.clusters)
 		return 0;
 	qsort(st->drops, st->ndrops, sizeof *st->drops, by_kept);
@@ -531,4 +818,5 @@ const filter_def filter_dedup = {
 	dedup_close,
 	dedup_ordered,
 	dedup_finish,
+	dedup_no_output,
 };

@@ -180,4 +180,5 @@ const filter_def filter_imgfilter = {
 	img_close,
 	NULL,
 	NULL,
+	NULL,
 };

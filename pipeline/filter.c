@@ -586,6 +586,14 @@ static void *box_new(void *ctx)
 	return b;
 }
 
+static int discard(void *ctx, const sample *s, mvl_err *err)
+{
+	(void)ctx;
+	(void)s;
+	(void)err;
+	return 0;
+}
+
 static int chain_ordered(void *ctx, sample *s, reject_info *rj)
 {
 	return filter_chain_ordered(ctx, s, rj);
@@ -663,13 +671,16 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	if (stream_run_open(&sr, name, &so, args + first, nargs - first, RUN_WRITES, &err) != 0) {
+	filter_inst *last = &c->f[c->n - 1];
+	int writes = !(last->d->no_output && last->d->no_output(last->state));
+	if (stream_run_open(&sr, name, &so, args + first, nargs - first, writes ? RUN_WRITES : RUN_SHARDS,
+			    &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 		status = 1;
 		goto out;
 	}
-	parallel_work w = {box_work, c, box_new, box_free, threads, 1, NULL,
-			   c->f[c->n - 1].d->ordered ? chain_ordered : NULL};
+	parallel_work w = {box_work, c, box_new, box_free, threads, writes, discard,
+			   last->d->ordered ? chain_ordered : NULL};
 	stream_run_parallel(&sr, &w);
 	uint64_t in = sr.nin, kept = sr.nkept;
 	if (filter_chain_finish(c, &err) != 0) {

@@ -55,6 +55,9 @@ typedef struct filter_def {
 	/* optional: after the whole stream (write reports, indexes).
 	 * @return 0 or -1 with *err */
 	int (*finish)(void *state, mvl_err *err);
+	/* optional: 1 when this configuration writes no stream (an index
+	 * build); the command then only reads */
+	int (*no_output)(const void *state);
 } filter_def;
 
 /* The registry (filters/registry.c). */
