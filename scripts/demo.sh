@@ -19,7 +19,14 @@ echo "== mvl ls (first lines)"
 ./mvl ls -q "$D"/shards/train-{000000..000002}.tar.zst | head -n 8
 echo "== rejected samples ($D/rejects.tsv)"
 cat "$D/rejects.tsv"
+echo "== mvl filter: clean, caption and image quality, deduplication in one pass"
+./mvl filter "clean,capfilter,imgfilter:min_side=100,dedup:clusters=$D/clusters.jsonl" \
+	--stats "$D/filter-stats.json" --rejects "$D/filter-rejects.tsv" \
+	-o "$D/filtered/train-%06d.tar.zst" "$D/shards"
+cat "$D/filter-rejects.tsv"
+echo "== duplicate clusters ($D/clusters.jsonl)"
+cat "$D/clusters.jsonl"
 echo "== re-shard to 50 samples per shard"
-./mvl shard -q -o "$D/reshard/part-%03d.tar" --maxcount 50 "$D/shards/*.tar.zst"
+./mvl shard -q -o "$D/reshard/part-%03d.tar" --maxcount 50 "$D/filtered/*.tar.zst"
 ls -l "$D/reshard"
 echo "demo done: outputs in $D/"

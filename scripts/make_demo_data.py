@@ -71,6 +71,15 @@ def main():
         else:
             open(key + ".jpg", "wb").write(jpeg(im))
         open(key + ".txt", "w", encoding="utf-8").write(cap)
+    # duplicates, as scraped data has them: an exact copy and a re-encode
+    first = os.path.join(folder, "img0000")
+    src = first + ".jpg"
+    with open(src, "rb") as f:
+        data = f.read()
+    open(os.path.join(folder, "dup_exact.jpg"), "wb").write(data)
+    open(os.path.join(folder, "dup_exact.txt"), "w").write("an exact copy of the first picture")
+    Image.open(io.BytesIO(data)).save(os.path.join(folder, "dup_reencoded.webp"), quality=70)
+    open(os.path.join(folder, "dup_reencoded.txt"), "w").write("the first picture, re-encoded as WebP")
     # an EXIF-rotated photo (orientation 6: displayed rotated 90 degrees)
     im, cap = scene(rng, 640, 480)
     exif = Image.Exif()
