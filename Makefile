@@ -76,6 +76,7 @@ bench: mvl
 	@scripts/deps.sh --bench
 	scripts/bench_ingest.sh
 	scripts/bench_filters.sh
+	scripts/bench_dedup.sh
 
 demo: mvl
 	scripts/demo.sh

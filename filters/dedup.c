@@ -145,7 +145,7 @@ typedef struct dedup_state {
 typedef struct dedup_tls {
 	img_ctx *ic;
 	text_ctx *tc;
-	buf norm;
+	buf norm, conv;
 } dedup_tls;
 
 static void side_init(side *s, const dedup_conf *c, int lsh_bands, int lsh_rows)
@@ -201,13 +201,39 @@ static void normalize_caption(const char *s, size_t n, buf *out)
 	buf_append(out, "", 0);
 }
 
-static const char *caption_text(const sample *s, size_t *n)
+/* The caption: KEY.txt, else the conversation turns of an SFT sample
+ * (their "value"s joined by newlines, into scratch). */
+static const char *caption_text(const sample *s, size_t *n, buf *scratch)
 {
 	member *t = sample_get(s, "txt");
-	if (!t)
+	if (t) {
+		*n = t->size;
+		return (const char *)t->data;
+	}
+	member *j = sample_get(s, "json");
+	if (!j || !memmem(j->data, j->size, "\"conversations\"", 15))
 		return NULL;
-	*n = t->size;
-	return (const char *)t->data;
+	json_t *o = json_loadb((const char *)j->data, j->size, 0, NULL);
+	json_t *conv = json_object_get(o, "conversations");
+	if (!json_is_array(conv)) {
+		json_decref(o);
+		return NULL;
+	}
+	scratch->len = 0;
+	size_t i;
+	json_t *turn;
+	json_array_foreach(conv, i, turn) {
+		json_t *v = json_object_get(turn, "value");
+		if (!json_is_string(v))
+			continue;
+		if (scratch->len)
+			buf_append(scratch, "\n", 1);
+		buf_append(scratch, json_string_value(v), json_string_length(v));
+	}
+	buf_append(scratch, "", 0);
+	json_decref(o);
+	*n = scratch->len;
+	return (const char *)scratch->data;
 }
 
 static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, dedup_aux *a)
@@ -251,7 +277,7 @@ static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, ded
 		}
 	}
 	size_t n;
-	const char *cap = caption_text(s, &n);
+	const char *cap = caption_text(s, &n, &t->conv);
 	if (cap && (c->exact_caption || c->exact_pair)) {
 		normalize_caption(cap, n, &t->norm);
 		XXH128_hash_t h = XXH3_128bits(t->norm.data, t->norm.len);
@@ -259,10 +285,10 @@ static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, ded
 		a->cap[1] = h.high64;
 		a->flags |= HAS_CAP;
 	}
-	if (cap && c->near_caption) {
-		minhash_sketch(st->mh, t->tc, cap, n, a->sketch);
+	/* a caption with no words has no shingles: an all-empty sketch would
+	 * match every other wordless caption, so it joins no caption index */
+	if (cap && c->near_caption && minhash_sketch(st->mh, t->tc, cap, n, a->sketch) > 0)
 		a->flags |= HAS_SKETCH;
-	}
 }
 
 /* The --keep measure of a sample (larger is better). */
@@ -525,6 +551,7 @@ static int load_eval(dedup_state *st, mvl_err *err)
 	img_ctx_free(t->ic);
 	text_ctx_free(t->tc);
 	buf_free(&t->norm);
+	buf_free(&t->conv);
 	free(t);
 	inputs_free(&in);
 	st->has_eval = 1;
@@ -754,6 +781,7 @@ static void dedup_tls_free(void *tls)
 	img_ctx_free(t->ic);
 	text_ctx_free(t->tc);
 	buf_free(&t->norm);
+	buf_free(&t->conv);
 	free(t);
 }
 
@@ -805,9 +833,10 @@ const filter_def filter_dedup = {
 	"dedup.near_image, dedup.near_caption, dedup.contaminated.  With no options:\n"
 	"exact and near-duplicate images at the default thresholds, first seen kept;\n"
 	"caption dedup only when asked (generic captions legitimately repeat across\n"
-	"different images).  Memory: about 100 bytes per kept image (hash, 48-byte\n"
-	"thumbnail, band links, exact-hash slot); 4 * num_perm + 12 * bands bytes per\n"
-	"kept caption with near_caption.  Must come last in a filter chain.\n"
+	"different images).  Memory: about 106 bytes per kept image in the near-image\n"
+	"index (48-byte thumbnail, 4 bands x 12 bytes of inline hash and id) plus\n"
+	"about 40 for the exact-hash set; 4 * num_perm + 12 * bands bytes per kept\n"
+	"caption with near_caption.  Must come last in a filter chain.\n"
 	"Details, thresholds and how they were chosen: filters/README.md.\n",
 	dedup_opts,
 	sizeof(dedup_conf),
