@@ -3,8 +3,10 @@
  * pHash: the 64-bit DCT perceptual hash.  The image is reduced to a 32x32
  * luminance thumbnail (area average), a 2D DCT-II is taken, and the 8x8
  * lowest frequencies (the DC term included) give one bit each: above
- * their median or not.  dHash (option): 9x8 luminance, one bit per
- * horizontally adjacent pair (left brighter).  Hamming distance between
+ * their median or not (terms below half a luma level's worth count as 0,
+ * so coding noise does not flip them).  dHash (option): 9x8 luminance,
+ * one bit per horizontally adjacent pair (left brighter, by more than one
+ * level).  Bits row-major, bit 63 = (0, 0).  Hamming distance between
  * hashes measures dissimilarity.
  *
  * A luminance hash alone confuses pictures that differ only in colour, so
