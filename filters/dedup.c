@@ -803,7 +803,8 @@ static int dedup_finish(void *state, mvl_err *err)
 		return -1;
 	if (!st->c.clusters)
 		return 0;
-	qsort(st->drops, st->ndrops, sizeof *st->drops, by_kept);
+	if (st->ndrops)
+		qsort(st->drops, st->ndrops, sizeof *st->drops, by_kept);
 	atomic_file af;
 	if (atomic_file_open(&af, st->c.clusters, err) != 0)
 		return -1;

@@ -984,6 +984,8 @@ def _():
 
 @check("memory_per_kept_image_bounded")
 def _():
+    if "asan" in os.path.basename(os.path.dirname(MVL)):
+        return  # sanitizer redzones inflate memory: measured in the normal build
     import numpy as np
     from PIL import Image
     d = S.dir("mem")
