@@ -36,7 +36,7 @@ $(B)/deps.mk: scripts/deps.sh Makefile
 
 $(B)/%.o: %.c $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -c $< -o $@
 
 $(B)/embed.c: $(DATA) scripts/embed.sh
 	@mkdir -p $(B)
@@ -47,7 +47,7 @@ $(B)/embed.o: $(B)/embed.c $(B)/deps.mk
 
 $(B)/%.o: %.cc $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -c $< -o $@
+	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -Itokenizer -c $< -o $@
 
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -60,7 +60,7 @@ mvl: $(B)/mvl
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
 tests: $(B)/mvl $(TESTBIN)
 

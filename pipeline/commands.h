@@ -12,5 +12,6 @@ int cmd_capfilter(int argc, char **argv); /* filters/registry.c */
 int cmd_imgfilter(int argc, char **argv); /* filters/registry.c */
 int cmd_filter(int argc, char **argv);    /* filters/registry.c */
 int cmd_dedup(int argc, char **argv);     /* filters/registry.c */
+int cmd_tok(int argc, char **argv);       /* tokenizer/tok_cmd.c */
 
 #endif

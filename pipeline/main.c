@@ -20,6 +20,7 @@ static const struct command {
 	{"ingest", cmd_ingest, "normalize images and captions from folders, JSONL or shards into a stream"},
 	{"ls", cmd_ls, "list samples: key, members, image format and size, caption length"},
 	{"shard", cmd_shard, "re-shard a stream into sized shards"},
+	{"tok", cmd_tok, "byte-level BPE tokenizer, identical to tiktoken: encode, decode"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,483 @@
+/* bpe.c: tiktoken-compatible byte-level BPE encode / decode. */
+#include "bpe.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+enum { NO_RANK = UINT32_MAX, SMALL_PIECE = 64 };
+
+typedef struct slot {
+	uint64_t h;
+	uint32_t id; /* NO_RANK: empty */
+} slot;
+
+struct bpe {
+	buf pool;           /* token bytes */
+	uint32_t *off, *len;/* by id */
+	uint32_t nid;       /* ids allocated (max id + 1) */
+	slot *t;            /* bytes -> id */
+	size_t cap, n;
+	pcre2_code *re;
+	struct { char *text; uint32_t id; } *special;
+	int nspecial;
+};
+
+struct bpe_ctx {
+	pcre2_match_data *md;
+	/* merge scratch */
+	uint32_t *start, *rank;
+	size_t cap;
+	uint64_t *heap;
+	size_t hcap;
+	uint32_t *next, *prev, *prank;
+};
+
+/* ---------------------------------------------------------------------- */
+/* the patterns */
+
+/* tiktoken's patterns are Rust regexes, where \s is Unicode White_Space;
+ * PCRE2's \s (with UCP) leaves out U+0085 and differs elsewhere, so \s and
+ * \S are spelled out as White_Space before compiling. */
+#define WS_LIST "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
+static const struct { const char *name, *pattern; } patterns[] = {
+	{"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+	{"r50k_base", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+	{"cl100k_base", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+};
+
+const char *bpe_pattern(const char *encoding)
+{
+	for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++)
+		if (!strcmp(patterns[i].name, encoding))
+			return patterns[i].pattern;
+	return NULL;
+}
+
+/* Rewrites \s and \S as explicit White_Space classes. */
+static void rust_whitespace(const char *p, buf *out)
+{
+	int in_class = 0;
+	out->len = 0;
+	for (size_t i = 0; p[i]; i++) {
+		if (p[i] == '\\' && p[i + 1]) {
+			char c = p[i + 1];
+			if (c == 's')
+				buf_printf(out, in_class ? "%s" : "[%s]", WS_LIST);
+			else if (c == 'S' && !in_class)
+				buf_printf(out, "[^%s]", WS_LIST);
+			else
+				buf_append(out, p + i, 2);
+			i++;
+			continue;
+		}
+		if (p[i] == '[' && !in_class)
+			in_class = 1;
+		else if (p[i] == ']' && in_class)
+			in_class = 0;
+		buf_append(out, p + i, 1);
+	}
+	buf_append(out, "", 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the table */
+
+static uint32_t find(const bpe *b, const uint8_t *p, size_t n)
+{
+	uint64_t h = XXH3_64bits(p, n);
+	for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+		const slot *s = &b->t[i];
+		if (s->id == NO_RANK)
+			return NO_RANK;
+		if (s->h == h && b->len[s->id] == n && !memcmp(b->pool.data + b->off[s->id], p, n))
+			return s->id;
+	}
+}
+
+static void insert(bpe *b, uint64_t h, uint32_t id)
+{
+	size_t i = h & (b->cap - 1);
+	while (b->t[i].id != NO_RANK)
+		i = (i + 1) & (b->cap - 1);
+	b->t[i] = (slot){h, id};
+	b->n++;
+}
+
+static void grow_ids(bpe *b, uint32_t need)
+{
+	if (need <= b->nid)
+		return;
+	b->off = xrealloc(b->off, need * sizeof *b->off);
+	b->len = xrealloc(b->len, need * sizeof *b->len);
+	for (uint32_t i = b->nid; i < need; i++)
+		b->len[i] = UINT32_MAX; /* no token */
+	b->nid = need;
+}
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '+') return 62;
+	if (c == '/') return 63;
+	return -1;
+}
+
+/* Decodes standard base64 (with padding) into out.  @return 0 or -1. */
+static int b64decode(const char *s, size_t n, buf *out)
+{
+	out->len = 0;
+	if (n % 4)
+		return -1;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+		for (int k = 0; k < 4; k++)
+			v[k] = s[i + (size_t)k] == '=' ? -2 : b64val((unsigned char)s[i + (size_t)k]);
+		if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 || (v[2] == -2 && v[3] != -2) ||
+		    ((v[2] == -2 || v[3] == -2) && i + 4 != n))
+			return -1;
+		unsigned char o[3] = {(unsigned char)(v[0] << 2 | v[1] >> 4),
+				      (unsigned char)((v[1] & 15) << 4 | (v[2] < 0 ? 0 : v[2] >> 2)),
+				      (unsigned char)((v[2] < 0 ? 0 : (v[2] & 3) << 6) | (v[3] < 0 ? 0 : v[3]))};
+		buf_append(out, o, v[2] == -2 ? 1 : v[3] == -2 ? 2 : 3);
+	}
+	return 0;
+}
+
+bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
+{
+	buf file = {0}, tok = {0}, pat = {0};
+	if (read_file(path, 1u << 30, &file, err) != 0)
+		return NULL;
+	bpe *b = xcalloc(1, sizeof *b);
+	b->cap = 1u << 16;
+	b->t = xmalloc(b->cap * sizeof *b->t);
+	for (size_t i = 0; i < b->cap; i++)
+		b->t[i].id = NO_RANK;
+	int rc = 0;
+	size_t lineno = 0;
+	const char *d = (const char *)file.data;
+	for (size_t i = 0; i < file.len && rc == 0;) {
+		const char *nl = memchr(d + i, '\n', file.len - i);
+		size_t e = nl ? (size_t)(nl - d) : file.len;
+		lineno++;
+		size_t le = e;
+		if (le > i && d[le - 1] == '\r')
+			le--;
+		if (le > i) {
+			const char *sp = memchr(d + i, ' ', le - i);
+			char *end;
+			unsigned long r = sp ? strtoul(sp + 1, &end, 10) : 0;
+			if (!sp || end != d + le || sp + 1 == d + le || r >= 0xFFFFFFF0ul)
+				rc = mvl_errf(err, "'%s' line %zu: expected 'BASE64 RANK'", path, lineno);
+			else if (b64decode(d + i, (size_t)(sp - (d + i)), &tok) != 0 || tok.len == 0)
+				rc = mvl_errf(err, "'%s' line %zu: bad base64 token", path, lineno);
+			else if (find(b, tok.data, tok.len) != NO_RANK)
+				rc = mvl_errf(err, "'%s' line %zu: duplicate token", path, lineno);
+			else if (r < b->nid && b->len[r] != UINT32_MAX)
+				rc = mvl_errf(err, "'%s' line %zu: duplicate rank %lu", path, lineno, r);
+			else {
+				if ((b->n + 1) * 2 > b->cap) {
+					slot *old = b->t;
+					size_t oc = b->cap;
+					b->cap *= 2;
+					b->t = xmalloc(b->cap * sizeof *b->t);
+					for (size_t k = 0; k < b->cap; k++)
+						b->t[k].id = NO_RANK;
+					b->n = 0;
+					for (size_t k = 0; k < oc; k++)
+						if (old[k].id != NO_RANK)
+							insert(b, old[k].h, old[k].id);
+					free(old);
+				}
+				grow_ids(b, (uint32_t)r + 1);
+				b->off[r] = (uint32_t)b->pool.len;
+				b->len[r] = (uint32_t)tok.len;
+				buf_append(&b->pool, tok.data, tok.len);
+				insert(b, XXH3_64bits(tok.data, tok.len), (uint32_t)r);
+			}
+		}
+		i = e + 1;
+	}
+	/* byte-level BPE needs every single byte */
+	for (int c = 0; rc == 0 && c < 256; c++) {
+		uint8_t byte = (uint8_t)c;
+		if (find(b, &byte, 1) == NO_RANK)
+			rc = mvl_errf(err, "'%s': no token for byte 0x%02x (not a byte-level BPE)", path, c);
+	}
+	if (rc == 0) {
+		rust_whitespace(pattern, &pat);
+		int ec;
+		PCRE2_SIZE eo;
+		b->re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
+				      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+		if (!b->re) {
+			PCRE2_UCHAR msg[256];
+			pcre2_get_error_message(ec, msg, sizeof msg);
+			rc = mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+		} else {
+			pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE);
+		}
+	}
+	buf_free(&file);
+	buf_free(&tok);
+	buf_free(&pat);
+	if (rc) {
+		bpe_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void bpe_free(bpe *b)
+{
+	if (!b)
+		return;
+	buf_free(&b->pool);
+	free(b->off);
+	free(b->len);
+	free(b->t);
+	pcre2_code_free(b->re);
+	for (int i = 0; i < b->nspecial; i++)
+		free(b->special[i].text);
+	free(b->special);
+	free(b);
+}
+
+int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err)
+{
+	if (id < b->nid && b->len[id] != UINT32_MAX)
+		return mvl_errf(err, "special token '%s': id %u is an ordinary token", text, id);
+	b->special = xrealloc(b->special, (size_t)(b->nspecial + 1) * sizeof *b->special);
+	b->special[b->nspecial].text = xstrdup(text);
+	b->special[b->nspecial++].id = id;
+	grow_ids(b, id + 1);
+	b->off[id] = (uint32_t)b->pool.len;
+	b->len[id] = (uint32_t)strlen(text);
+	buf_append(&b->pool, text, strlen(text));
+	return 0;
+}
+
+size_t bpe_vocab_size(const bpe *b)
+{
+	return b->nid;
+}
+
+bpe_ctx *bpe_ctx_new(const bpe *b)
+{
+	bpe_ctx *c = xcalloc(1, sizeof *c);
+	c->md = pcre2_match_data_create_from_pattern(b->re, NULL);
+	return c;
+}
+
+void bpe_ctx_free(bpe_ctx *c)
+{
+	if (!c)
+		return;
+	pcre2_match_data_free(c->md);
+	free(c->start);
+	free(c->rank);
+	free(c->heap);
+	free(c->next);
+	free(c->prev);
+	free(c->prank);
+	free(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* merging one piece */
+
+static void push_id(uint32_t **ids, size_t *cap, size_t *len, uint32_t id)
+{
+	if (*len == *cap) {
+		*cap = *cap ? *cap * 2 : 1024;
+		*ids = xrealloc(*ids, *cap * sizeof **ids);
+	}
+	(*ids)[(*len)++] = id;
+}
+
+static void reserve(bpe_ctx *c, size_t n)
+{
+	if (c->cap >= n + 2)
+		return;
+	c->cap = n + 64;
+	c->start = xrealloc(c->start, c->cap * sizeof *c->start);
+	c->rank = xrealloc(c->rank, c->cap * sizeof *c->rank);
+	c->next = xrealloc(c->next, c->cap * sizeof *c->next);
+	c->prev = xrealloc(c->prev, c->cap * sizeof *c->prev);
+	c->prank = xrealloc(c->prank, c->cap * sizeof *c->prank);
+}
+
+/* tiktoken's loop, for short pieces: parts by start offset, rank[i] the
+ * rank of joining part i with part i+1; merge the lowest, leftmost. */
+static void merge_small(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, uint32_t **ids,
+			size_t *cap, size_t *len)
+{
+	size_t m = n + 1; /* parts + the end sentinel */
+	for (size_t i = 0; i < m; i++)
+		c->start[i] = (uint32_t)i;
+	for (size_t i = 0; i + 2 < m; i++)
+		c->rank[i] = find(b, p + i, 2);
+	c->rank[m - 2] = NO_RANK;
+	c->rank[m - 1] = NO_RANK;
+	for (;;) {
+		uint32_t best = NO_RANK;
+		size_t bi = 0;
+		for (size_t i = 0; i + 1 < m; i++)
+			if (c->rank[i] < best) {
+				best = c->rank[i];
+				bi = i;
+			}
+		if (best == NO_RANK)
+			break;
+		/* part bi absorbs part bi+1 */
+		memmove(c->start + bi + 1, c->start + bi + 2, (m - bi - 2) * sizeof *c->start);
+		memmove(c->rank + bi + 1, c->rank + bi + 2, (m - bi - 2) * sizeof *c->rank);
+		m--;
+		c->rank[bi] = bi + 2 < m ? find(b, p + c->start[bi], c->start[bi + 2] - c->start[bi]) : NO_RANK;
+		if (bi > 0)
+			c->rank[bi - 1] = find(b, p + c->start[bi - 1], c->start[bi + 1] - c->start[bi - 1]);
+	}
+	for (size_t i = 0; i + 1 < m; i++)
+		push_id(ids, cap, len, find(b, p + c->start[i], c->start[i + 1] - c->start[i]));
+}
+
+/* The same merges for long pieces, with the pairs in a heap keyed by
+ * (rank, start): O(n log n).  Stale heap entries are skipped. */
+static void heap_push(bpe_ctx *c, size_t *hn, uint64_t key)
+{
+	if (*hn == c->hcap) {
+		c->hcap = c->hcap ? c->hcap * 2 : 1024;
+		c->heap = xrealloc(c->heap, c->hcap * sizeof *c->heap);
+	}
+	size_t i = (*hn)++;
+	while (i > 0 && c->heap[(i - 1) / 2] > key) {
+		c->heap[i] = c->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	c->heap[i] = key;
+}
+
+static uint64_t heap_pop(bpe_ctx *c, size_t *hn)
+{
+	uint64_t top = c->heap[0], last = c->heap[--(*hn)];
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		uint64_t mv = last;
+		if (l < *hn && c->heap[l] < mv) {
+			m = l;
+			mv = c->heap[l];
+		}
+		if (r < *hn && c->heap[r] < mv)
+			m = r;
+		if (m == i)
+			break;
+		c->heap[i] = c->heap[m];
+		i = m;
+	}
+	if (*hn)
+		c->heap[i] = last;
+	return top;
+}
+
+static void merge_large(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, uint32_t **ids,
+			size_t *cap, size_t *len)
+{
+	/* parts are linked lists over byte offsets; next[n] is the end */
+	uint32_t END = (uint32_t)n;
+	size_t hn = 0;
+	for (size_t i = 0; i < n; i++) {
+		c->next[i] = (uint32_t)i + 1;
+		c->prev[i] = i ? (uint32_t)i - 1 : UINT32_MAX;
+		c->prank[i] = NO_RANK;
+	}
+	for (size_t i = 0; i + 1 < n; i++) {
+		c->prank[i] = find(b, p + i, 2);
+		if (c->prank[i] != NO_RANK)
+			heap_push(c, &hn, (uint64_t)c->prank[i] << 32 | i);
+	}
+	while (hn) {
+		uint64_t k = heap_pop(c, &hn);
+		uint32_t r = (uint32_t)(k >> 32), i = (uint32_t)k;
+		if (c->prank[i] != r)
+			continue; /* stale */
+		uint32_t j = c->next[i];
+		/* i absorbs j */
+		uint32_t jn = c->next[j];
+		c->next[i] = jn;
+		if (jn != END)
+			c->prev[jn] = i;
+		c->prank[j] = NO_RANK;
+		c->prank[i] = jn != END ? find(b, p + i, c->next[jn] - i) : NO_RANK;
+		if (c->prank[i] != NO_RANK)
+			heap_push(c, &hn, (uint64_t)c->prank[i] << 32 | i);
+		uint32_t h = c->prev[i];
+		if (h != UINT32_MAX) {
+			c->prank[h] = find(b, p + h, c->next[i] - h);
+			if (c->prank[h] != NO_RANK)
+				heap_push(c, &hn, (uint64_t)c->prank[h] << 32 | h);
+		}
+	}
+	for (uint32_t i = 0; i != END; i = c->next[i])
+		push_id(ids, cap, len, find(b, p + i, c->next[i] - i));
+}
+
+static void encode_piece(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, uint32_t **ids,
+			 size_t *cap, size_t *len)
+{
+	uint32_t whole = find(b, p, n);
+	if (whole != NO_RANK) {
+		push_id(ids, cap, len, whole);
+		return;
+	}
+	reserve(c, n);
+	if (n <= SMALL_PIECE)
+		merge_small(b, c, p, n, ids, cap, len);
+	else
+		merge_large(b, c, p, n, ids, cap, len);
+}
+
+size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n, uint32_t **ids,
+			   size_t *cap, size_t *len)
+{
+	size_t before = *len, pos = 0;
+	const uint8_t *t = (const uint8_t *)text;
+	while (pos < n) {
+		int rc = pcre2_match(b->re, (PCRE2_SPTR)text, n, pos, 0, c->md, NULL);
+		size_t s = n, e = n;
+		if (rc >= 0) {
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+			s = ov[0];
+			e = ov[1];
+		}
+		/* bytes no match covers (invalid UTF-8) are a piece of their own */
+		if (s > pos)
+			encode_piece(b, c, t + pos, s - pos, ids, cap, len);
+		if (e > s)
+			encode_piece(b, c, t + s, e - s, ids, cap, len);
+		else if (rc >= 0 && e < n) {
+			/* an empty match: step one byte past it */
+			e = s + 1;
+			encode_piece(b, c, t + s, 1, ids, cap, len);
+		}
+		pos = e;
+	}
+	return *len - before;
+}
+
+int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out, mvl_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] >= b->nid || b->len[ids[i]] == UINT32_MAX)
+			return mvl_errf(err, "token id %u is not in the vocabulary", ids[i]);
+		buf_append(out, b->pool.data + b->off[ids[i]], b->len[ids[i]]);
+	}
+	return 0;
+}

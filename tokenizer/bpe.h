@@ -1,0 +1,51 @@
+/* bpe.h: byte-level BPE as tiktoken defines it: load rank files, split
+ * text into pieces with the encoding's pre-tokenizer pattern (PCRE2, JIT),
+ * merge each piece's bytes by rank, decode ids back to bytes.
+ *
+ * A piece is merged by always joining the adjacent pair whose joined bytes
+ * have the lowest rank, leftmost first, as tiktoken's byte_pair_merge
+ * does; pairs sit in a heap, so a piece costs O(n log n) instead of
+ * tiktoken's O(n^2) rescans (a 1 MB piece without any pre-token boundary
+ * is the worst case that matters).
+ */
+#ifndef MVL_BPE_H
+#define MVL_BPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct bpe bpe;
+typedef struct bpe_ctx bpe_ctx; /* per-thread scratch */
+
+/* The pre-tokenizer patterns tiktoken publishes, by encoding name
+ * ("gpt2" / "r50k_base", "cl100k_base", "o200k_base"); NULL if unknown. */
+const char *bpe_pattern(const char *encoding);
+
+/* bpe_load_tiktoken() : a .tiktoken file (base64 token, space, rank per
+ * line) with the pre-tokenizer pattern.  Duplicate tokens or ranks and
+ * malformed lines are errors naming file and line. */
+bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err);
+void bpe_free(bpe *b);
+
+/* bpe_add_special() : a special token (matched before pre-tokenization
+ * when allowed; never produced by ordinary encoding). */
+int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err);
+size_t bpe_vocab_size(const bpe *b); /* largest id + 1 */
+
+bpe_ctx *bpe_ctx_new(const bpe *b);
+void bpe_ctx_free(bpe_ctx *c);
+
+/* bpe_encode_ordinary() : ids of text (special tokens are plain text),
+ * appended to *ids (grown as needed).  Invalid UTF-8 is encoded byte by
+ * byte like any other bytes (the byte-level vocabulary covers them).
+ * @return the number of ids appended. */
+size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n, uint32_t **ids,
+			   size_t *cap, size_t *len);
+
+/* bpe_decode() : the bytes of ids appended to out.  @return 0, or -1 on an
+ * id outside the vocabulary. */
+int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out, mvl_err *err);
+
+#endif
