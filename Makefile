@@ -27,6 +27,7 @@ $(B)/deps.mk: scripts/deps.sh Makefile
 	@mkdir -p $(B)
 	@pkg-config --exists $(PKGS) 2>/dev/null && command -v /usr/bin/python3 >/dev/null \
 	  && [ -f /usr/include/cld2/public/compact_lang_det.h ] \
+	  && [ -d tests/node/node_modules/tiktoken ] \
 	  && /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || scripts/deps.sh
 	@echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))" > $@.tmp
 	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lcld2 -lstdc++ -lm -lpthread" >> $@.tmp

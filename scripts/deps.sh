@@ -12,7 +12,8 @@ libarchive-dev libzstd-dev zstd zlib1g-dev
 libturbojpeg0-dev libwebp-dev libspng-dev libpng-dev
 libicu-dev libpcre2-dev libopenblas-dev libopenmpi-dev openmpi-bin
 libyaml-dev libjansson-dev libxxhash-dev libcld2-dev
-python3 python3-pil python3-numpy"
+python3 python3-pil python3-numpy
+nodejs npm"
 
 if [ "${1:-}" = "--bench" ]; then
 	PKGS="$PKGS mate-backgrounds libexttextcat-dev"
@@ -20,6 +21,9 @@ fi
 
 missing=""
 for p in $PKGS; do
+	# node and npm from elsewhere (nodesource, nvm) do as well as Debian's
+	if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then continue; fi
+	if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case "$st" in
 	*"install ok installed"*) ;;
@@ -27,7 +31,18 @@ for p in $PKGS; do
 	esac
 done
 
+npm_peers() {
+	# the tokenizer's reference (npm tiktoken, js-tiktoken), pinned by
+	# tests/node/package-lock.json, installed into tests/node/node_modules
+	dir=$(cd "$(dirname "$0")/.." && pwd)/tests/node
+	if [ ! -d "$dir/node_modules/tiktoken" ] || [ ! -d "$dir/node_modules/js-tiktoken" ]; then
+		echo "deps.sh: npm ci in tests/node" >&2
+		(cd "$dir" && npm ci --no-audit --no-fund --silent)
+	fi
+}
+
 if [ -z "$missing" ]; then
+	npm_peers
 	exit 0
 fi
 
@@ -40,3 +55,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+npm_peers
