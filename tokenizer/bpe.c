@@ -48,7 +48,31 @@ static const struct { const char *name, *pattern; } patterns[] = {
 	{"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
 	{"r50k_base", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
 	{"cl100k_base", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+	{"o200k_base", "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+		       "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+		       "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
 };
+
+/* tiktoken's special tokens per encoding */
+static const struct { const char *enc, *text; uint32_t id; } specials[] = {
+	{"gpt2", "<|endoftext|>", 50256},
+	{"r50k_base", "<|endoftext|>", 50256},
+	{"cl100k_base", "<|endoftext|>", 100257},
+	{"cl100k_base", "<|fim_prefix|>", 100258},
+	{"cl100k_base", "<|fim_middle|>", 100259},
+	{"cl100k_base", "<|fim_suffix|>", 100260},
+	{"cl100k_base", "<|endofprompt|>", 100276},
+	{"o200k_base", "<|endoftext|>", 199999},
+	{"o200k_base", "<|endofprompt|>", 200018},
+};
+
+int bpe_add_preset_specials(bpe *b, const char *encoding, mvl_err *err)
+{
+	for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++)
+		if (!strcmp(specials[i].enc, encoding) && bpe_add_special(b, specials[i].text, specials[i].id, err) != 0)
+			return -1;
+	return 0;
+}
 
 const char *bpe_pattern(const char *encoding)
 {
@@ -470,6 +494,55 @@ size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n,
 		pos = e;
 	}
 	return *len - before;
+}
+
+/* The leftmost special token in text[0..n) (longest at a position), by
+ * index; -1 when none.  *at gets its offset. */
+static int next_special(const bpe *b, const char *text, size_t n, size_t *at)
+{
+	int best = -1;
+	size_t bat = n, blen = 0;
+	for (int i = 0; i < b->nspecial; i++) {
+		size_t sl = strlen(b->special[i].text);
+		const char *p = memmem(text, n, b->special[i].text, sl);
+		if (!p)
+			continue;
+		size_t o = (size_t)(p - text);
+		if (o < bat || (o == bat && sl > blen)) {
+			best = i;
+			bat = o;
+			blen = sl;
+		}
+	}
+	*at = bat;
+	return best;
+}
+
+int bpe_encode(const bpe *b, bpe_ctx *c, const char *text, size_t n, int specials_mode, uint32_t **ids,
+	       size_t *cap, size_t *len, mvl_err *err)
+{
+	if (specials_mode == BPE_SPECIAL_ORDINARY) {
+		/* the special tokens' text is just text: one pre-tokenization over
+		 * all of it, exactly encode_ordinary */
+		bpe_encode_ordinary(b, c, text, n, ids, cap, len);
+		return 0;
+	}
+	size_t pos = 0;
+	while (pos < n) {
+		size_t at;
+		int k = b->nspecial ? next_special(b, text + pos, n - pos, &at) : -1;
+		if (k < 0) {
+			bpe_encode_ordinary(b, c, text + pos, n - pos, ids, cap, len);
+			break;
+		}
+		if (specials_mode == BPE_SPECIAL_DISALLOW)
+			return mvl_errf(err, "text contains the special token '%s' at byte %zu (allow it, or "
+					     "encode it as ordinary text)", b->special[k].text, pos + at);
+		bpe_encode_ordinary(b, c, text + pos, at, ids, cap, len);
+		push_id(ids, cap, len, b->special[k].id);
+		pos += at + strlen(b->special[k].text);
+	}
+	return 0;
 }
 
 int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out, mvl_err *err)

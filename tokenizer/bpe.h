@@ -44,6 +44,24 @@ void bpe_ctx_free(bpe_ctx *c);
 size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n, uint32_t **ids,
 			   size_t *cap, size_t *len);
 
+/* bpe_add_preset_specials() : the special tokens tiktoken defines for
+ * encoding ("<|endoftext|>" ...).  @return 0 or -1. */
+int bpe_add_preset_specials(bpe *b, const char *encoding, mvl_err *err);
+
+/* How bpe_encode() treats special tokens found in the text, as tiktoken's
+ * allowed_special / disallowed_special do:
+ *   ALLOW     each becomes its id
+ *   DISALLOW  an error (tiktoken's default: text from the web must not be
+ *             able to inject control tokens)
+ *   ORDINARY  encoded as the plain text it is (encode_ordinary) */
+enum { BPE_SPECIAL_ALLOW, BPE_SPECIAL_DISALLOW, BPE_SPECIAL_ORDINARY };
+
+/* bpe_encode() : like bpe_encode_ordinary() with special tokens handled
+ * per mode (leftmost first, then longest).  @return 0, or -1 with *err
+ * when a disallowed special token occurs. */
+int bpe_encode(const bpe *b, bpe_ctx *c, const char *text, size_t n, int specials_mode, uint32_t **ids,
+	       size_t *cap, size_t *len, mvl_err *err);
+
 /* bpe_decode() : the bytes of ids appended to out.  @return 0, or -1 on an
  * id outside the vocabulary. */
 int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out, mvl_err *err);

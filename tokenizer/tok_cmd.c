@@ -7,11 +7,19 @@
 #include "bpe.h"
 #include "commands.h"
 #include "opts.h"
+#include "parallel.h"
+#include "stream_cmd.h"
 
 typedef struct tok_opts {
-	const char *tiktoken, *encoding;
-	int lines;
+	const char *tiktoken, *encoding, *special, *format;
+	int lines, stream, threads;
 } tok_opts;
+
+static int special_mode(const char *s)
+{
+	return !strcmp(s, "allow") ? BPE_SPECIAL_ALLOW
+	       : !strcmp(s, "ordinary") ? BPE_SPECIAL_ORDINARY : BPE_SPECIAL_DISALLOW;
+}
 
 static int read_all(FILE *f, buf *b)
 {
@@ -27,14 +35,19 @@ static bpe *load(const tok_opts *o, mvl_err *err)
 {
 	const char *pattern = bpe_pattern(o->encoding);
 	if (!pattern) {
-		mvl_errf(err, "unknown encoding '%s' (gpt2, r50k_base, cl100k_base)", o->encoding);
+		mvl_errf(err, "unknown encoding '%s' (gpt2, r50k_base, cl100k_base, o200k_base)", o->encoding);
 		return NULL;
 	}
 	if (!o->tiktoken) {
 		mvl_errf(err, "--tiktoken FILE is required (a .tiktoken rank file)");
 		return NULL;
 	}
-	return bpe_load_tiktoken(o->tiktoken, pattern, err);
+	bpe *b = bpe_load_tiktoken(o->tiktoken, pattern, err);
+	if (b && bpe_add_preset_specials(b, o->encoding, err) != 0) {
+		bpe_free(b);
+		return NULL;
+	}
+	return b;
 }
 
 static void print_ids(FILE *out, const uint32_t *ids, size_t n)
@@ -52,6 +65,126 @@ static void print_ids(FILE *out, const uint32_t *ids, size_t n)
 		fwrite(p, 1, (size_t)(e - p), out);
 	}
 	fputc('\n', out);
+}
+
+/* ids in the chosen form: text (space-separated, one line), u32 (little
+ * endian, no separators), or a JSON array (jsonl wraps it with the key). */
+static void emit_ids(FILE *out, const char *format, const char *key, const uint32_t *ids, size_t n)
+{
+	if (!strcmp(format, "u32")) {
+		fwrite(ids, sizeof *ids, n, out); /* x86 and ARM are little endian */
+		return;
+	}
+	if (!strcmp(format, "jsonl")) {
+		fputs("{\"key\":\"", out);
+		for (const char *k = key ? key : ""; *k; k++) {
+			if (*k == '"' || *k == '\\')
+				fputc('\\', out);
+			if ((unsigned char)*k < 0x20)
+				fprintf(out, "\\u%04x", *k);
+			else
+				fputc(*k, out);
+		}
+		fputs("\",\"ids\":[", out);
+		for (size_t i = 0; i < n; i++)
+			fprintf(out, i ? ",%u" : "%u", ids[i]);
+		fputs("]}\n", out);
+		return;
+	}
+	print_ids(out, ids, n);
+}
+
+/* ---- sample streams: captions in, ids or counts out, on all cores ---- */
+
+typedef struct stream_tok {
+	const bpe *b;
+	const tok_opts *o;
+	int count;
+	uint64_t total, samples;
+} stream_tok;
+
+typedef struct tok_tls {
+	bpe_ctx *c;
+} tok_tls;
+
+static void *tok_tls_new(void *ctx)
+{
+	tok_tls *t = xcalloc(1, sizeof *t);
+	t->c = bpe_ctx_new(((stream_tok *)ctx)->b);
+	return t;
+}
+
+static void tok_tls_free(void *tls)
+{
+	tok_tls *t = tls;
+	bpe_ctx_free(t->c);
+	free(t);
+}
+
+/* the ids travel from the worker to the in-order printer in sample.aux
+ * when they fit, else in a member "mvl.ids" the printer drops */
+static int tok_work(void *ctx, void *tls, sample *s, reject_info *rj)
+{
+	stream_tok *st = ctx;
+	tok_tls *t = tls;
+	member *m = sample_get(s, "txt");
+	if (!m)
+		return reject_set(rj, "no_caption", "no .txt member to tokenize");
+	uint32_t *ids = NULL;
+	size_t cap = 0, len = 0;
+	mvl_err err;
+	if (bpe_encode(st->b, t->c, (const char *)m->data, m->size, special_mode(st->o->special), &ids, &cap,
+		       &len, &err) != 0) {
+		free(ids);
+		return reject_set(rj, "special_token", "%s", err.msg);
+	}
+	sample_put(s, "mvl.ids", ids, len * sizeof *ids);
+	free(ids);
+	return 0;
+}
+
+static int tok_sink(void *ctx, const sample *s, mvl_err *err)
+{
+	stream_tok *st = ctx;
+	member *m = sample_get(s, "mvl.ids");
+	size_t n = m ? m->size / sizeof(uint32_t) : 0;
+	st->total += n;
+	st->samples++;
+	if (st->count)
+		printf("%s\t%zu\n", s->key, n);
+	else
+		emit_ids(stdout, st->o->format, s->key, m ? (const uint32_t *)m->data : NULL, n);
+	if (ferror(stdout))
+		return mvl_errf(err, "cannot write standard output");
+	return 0;
+}
+
+static int tok_stream(const tok_opts *o, char **args, int nargs, int count)
+{
+	mvl_err err;
+	const char *cmd = count ? "tok count" : "tok encode";
+	bpe *b = load(o, &err);
+	if (!b) {
+		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
+		return 2;
+	}
+	stream_opts so = {0};
+	so.quiet = 1;
+	stream_run sr;
+	if (stream_run_open(&sr, cmd, &so, args, nargs, RUN_SHARDS, &err) != 0) {
+		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
+		bpe_free(b);
+		return 1;
+	}
+	stream_tok st = {b, o, count, 0, 0};
+	parallel_work w = {tok_work, &st, tok_tls_new, tok_tls_free, o->threads, 0, tok_sink, NULL};
+	stream_run_parallel(&sr, &w);
+	if (count)
+		fprintf(stderr, "mvl tok count: %llu tokens in %llu samples\n", (unsigned long long)st.total,
+			(unsigned long long)st.samples);
+	int rc = stream_run_close(&sr);
+	bpe_free(b);
+	return rc;
 }
 
 static int tok_encode(const tok_opts *o, char **args, int nargs)
@@ -95,8 +228,13 @@ static int tok_encode(const tok_opts *o, char **args, int nargs)
 			}
 		} else {
 			len = 0;
-			bpe_encode_ordinary(b, c, (const char *)text.data, text.len, &ids, &cap, &len);
-			print_ids(stdout, ids, len);
+			if (bpe_encode(b, c, (const char *)text.data, text.len, special_mode(o->special), &ids, &cap,
+				       &len, &err) != 0) {
+				fprintf(stderr, "mvl tok encode: %s: %s\n", nargs ? args[a] : "stdin", err.msg);
+				rc = 1;
+			} else {
+				emit_ids(stdout, o->format, nargs ? args[a] : "-", ids, len);
+			}
 		}
 		buf_free(&text);
 	}
@@ -157,32 +295,47 @@ int cmd_tok(int argc, char **argv)
 	tok_opts o;
 	const opt_spec specs[] = {
 		{"tiktoken", 0, OPT_STR, &o.tiktoken, NULL, "FILE", "rank file (base64 token, space, rank per line)"},
-		{"encoding", 0, OPT_CHOICE, &o.encoding, "cl100k_base", "gpt2|r50k_base|cl100k_base",
+		{"encoding", 0, OPT_CHOICE, &o.encoding, "cl100k_base", "gpt2|r50k_base|cl100k_base|o200k_base",
 		 "pre-tokenizer pattern as tiktoken defines it"},
 		{"lines", 0, OPT_FLAG, &o.lines, NULL, NULL,
-		 "encode each input line (without its newline) on its own; one line of ids per line"},
+		 "encode each input line (without its newline) on its own with encode_ordinary "
+		 "semantics; one line of ids per line"},
+		{"special", 0, OPT_CHOICE, &o.special, "disallow", "allow|disallow|ordinary",
+		 "special tokens in the text: their ids, an error (tiktoken's default), or plain text"},
+		{"format", 0, OPT_CHOICE, &o.format, "text", "text|jsonl|u32",
+		 "ids as space-separated text, JSON lines {key, ids}, or raw little-endian u32"},
+		{"stream", 0, OPT_FLAG, &o.stream, NULL, NULL,
+		 "INPUTs are sample streams (tar, .tar.zst, ...): tokenize each KEY.txt"},
+		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "worker threads for streams (0: all cores)"},
 		{0},
 	};
 	const opt_cmd cmd = {
-		"tok", "encode|decode [OPTIONS] [FILE...]",
-		"Byte-level BPE, identical to tiktoken: `encode` prints the ids of the\n"
-		"input (stdin or FILEs) with encode_ordinary semantics, separated by single\n"
-		"spaces; `decode` reads ids and writes the bytes.",
+		"tok", "encode|decode|count [OPTIONS] [FILE...]",
+		"Byte-level BPE, identical to tiktoken (gpt2, cl100k_base, o200k_base rank\n"
+		"files): `encode` prints the ids of text files (or stdin) or, with --stream,\n"
+		"of each sample's caption; `decode` reads ids and writes the bytes; `count`\n"
+		"prints KEY<TAB>tokens per sample of a stream and the total on stderr.",
 		NULL,
 		specs,
 	};
-	if (argc < 2 || (strcmp(argv[1], "encode") && strcmp(argv[1], "decode"))) {
+	if (argc < 2 || (strcmp(argv[1], "encode") && strcmp(argv[1], "decode") && strcmp(argv[1], "count"))) {
 		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 			opts_usage(&cmd, stdout);
 			return 0;
 		}
-		fprintf(stderr, "mvl tok: expected 'encode' or 'decode'\nsee 'mvl tok --help'\n");
+		fprintf(stderr, "mvl tok: expected 'encode', 'decode' or 'count'\nsee 'mvl tok --help'\n");
 		return 2;
 	}
 	char **args;
 	int nargs;
 	opts_main(&cmd, argc - 1, argv + 1, &args, &nargs);
-	int rc = !strcmp(argv[1], "encode") ? tok_encode(&o, args, nargs) : tok_decode(&o);
+	int rc;
+	if (!strcmp(argv[1], "count"))
+		rc = tok_stream(&o, args, nargs, 1);
+	else if (!strcmp(argv[1], "encode"))
+		rc = o.stream ? tok_stream(&o, args, nargs, 0) : tok_encode(&o, args, nargs);
+	else
+		rc = tok_decode(&o);
 	free(args);
 	return rc;
 }

@@ -61,8 +61,8 @@ def corpus_text():
 
 @check("export_ranks_from_npm_tiktoken")
 def _():
-    out = node("scripts/tok/export_ranks.js", RANKS, "--encodings", "gpt2,cl100k_base", "--quiet")
-    for e in ("gpt2", "cl100k_base"):
+    out = node("scripts/tok/export_ranks.js", RANKS, "--encodings", "gpt2,cl100k_base,o200k_base", "--quiet")
+    for e in ("gpt2", "cl100k_base", "o200k_base"):
         expect(os.path.getsize(os.path.join(RANKS, e + ".tiktoken")) > 100000, "%s ranks missing" % e)
 
 
@@ -78,7 +78,7 @@ def ours(enc, *args, input=None):
     return r.out
 
 
-for enc in ("gpt2", "cl100k_base"):
+for enc in ("gpt2", "cl100k_base", "o200k_base"):
     @check("ids_identical_to_tiktoken_lines_%s" % enc)
     def _(enc=enc):
         want = node("scripts/tok/ref_encode.js", "--encoding", enc, "--lines", CORPUS)
@@ -159,6 +159,50 @@ def _():
         r = mvl("tok", "encode", "--tiktoken", p, "--encoding", "gpt2", input=b"hello")
         expect(r.rc == 2 and (b"line" in r.err or b"byte" in r.err) and name.encode() in p.encode(),
                "%s: rc %d, stderr %r" % (name, r.rc, r.err[-200:]))
+
+
+@check("special_tokens_allow_disallow_ordinary")
+def _():
+    text = b"a <|endoftext|> b <|fim_prefix|>c"
+    R = os.path.join(RANKS, "cl100k_base.tiktoken")
+    r = mvl("tok", "encode", "--tiktoken", R, input=text)
+    expect(r.rc == 1 and b"<|endoftext|>" in r.err, "disallowed special: rc %d %r" % (r.rc, r.err[-200:]))
+    r = mvl("tok", "encode", "--tiktoken", R, "--special", "allow", input=text)
+    ids = [int(x) for x in r.out.split()]
+    expect(100257 in ids and 100258 in ids, "allowed specials missing: %s" % ids)
+    r2 = mvl("tok", "encode", "--tiktoken", R, "--special", "ordinary", input=text)
+    want = node("scripts/tok/ref_encode.js", "--encoding", "cl100k_base", "--whole", "-", input=text)
+    eq(r2.out.strip(), want.strip(), "special text as ordinary text")
+
+
+@check("count_and_stream_encode_on_samples")
+def _():
+    import io
+    import tarfile
+    d = S.dir("stream")
+    caps = ["a photo of a cat", "猫が寝ている", "x" * 300, "👍🏽 ok"]
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w") as t:
+        for i, c in enumerate(caps):
+            data = c.encode()
+            ti = tarfile.TarInfo("%03d.txt" % i)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    tarp = os.path.join(d, "in.tar")
+    open(tarp, "wb").write(bio.getvalue())
+    R = os.path.join(RANKS, "cl100k_base.tiktoken")
+    txt = os.path.join(d, "caps.txt")
+    open(txt, "w", encoding="utf-8").write("\n".join(caps))
+    ref = [l.split() for l in node("scripts/tok/ref_encode.js", "--encoding", "cl100k_base", "--lines",
+                                   txt).decode().split("\n")[:len(caps)]]
+    r = mvl("tok", "count", "--tiktoken", R, tarp)
+    got = [l.split("\t") for l in r.out.decode().strip().split("\n")]
+    eq(got, [["%03d" % i, str(len(x))] for i, x in enumerate(ref)], "token counts")
+    expect(b"tokens in 4 samples" in r.err, "total line missing: %r" % r.err)
+    r = mvl("tok", "encode", "--stream", "--format", "jsonl", "--tiktoken", R, "-j", "2", tarp)
+    import json
+    rows = [json.loads(l) for l in r.out.decode().strip().split("\n")]
+    eq([row["ids"] for row in rows], [[int(v) for v in x] for x in ref], "stream ids")
 
 
 S.finish()
