@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <xxhash.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -18,6 +19,8 @@ typedef struct slot {
 struct bpe {
 	buf pool;           /* token bytes */
 	uint32_t *off, *len;/* by id */
+	uint32_t *rank;     /* by id: merge priority; NULL: the id is the rank
+			     * (tiktoken files); set for tokenizer.json */
 	uint32_t nid;       /* ids allocated (max id + 1) */
 	slot *t;            /* bytes -> id */
 	size_t cap, n;
@@ -121,6 +124,13 @@ static uint32_t find(const bpe *b, const uint8_t *p, size_t n)
 		if (s->h == h && b->len[s->id] == n && !memcmp(b->pool.data + b->off[s->id], p, n))
 			return s->id;
 	}
+}
+
+/* the merge priority of the token with these bytes, NO_RANK if none */
+static inline uint32_t rank_of(const bpe *b, const uint8_t *p, size_t n)
+{
+	uint32_t id = find(b, p, n);
+	return (id == NO_RANK || !b->rank) ? id : b->rank[id];
 }
 
 static void insert(bpe *b, uint64_t h, uint32_t id)
@@ -259,6 +269,270 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 	return b;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Hugging Face tokenizer.json (model BPE, ByteLevel) */
+
+/* GPT-2's bytes_to_unicode: printable bytes stand for themselves, the
+ * others for U+0100 upward in byte order.  *byte_of maps back. */
+static void byte_level_map(int byte_of[324])
+{
+	for (int i = 0; i < 324; i++)
+		byte_of[i] = -1;
+	int n = 0;
+	for (int c = 0; c < 256; c++) {
+		int printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255);
+		byte_of[printable ? c : 256 + n++] = c;
+	}
+}
+
+/* Token string in byte-level form -> bytes.  @return 0 or -1. */
+static int unbyte(const int byte_of[324], const char *s, size_t n, buf *out)
+{
+	out->len = 0;
+	for (size_t i = 0; i < n;) {
+		unsigned c = (unsigned char)s[i];
+		uint32_t cp;
+		if (c < 0x80) {
+			cp = c;
+			i++;
+		} else if ((c & 0xE0) == 0xC0 && i + 1 < n) {
+			cp = (c & 0x1F) << 6 | ((unsigned char)s[i + 1] & 0x3F);
+			i += 2;
+		} else {
+			return -1;
+		}
+		if (cp >= 324 || byte_of[cp] < 0)
+			return -1;
+		unsigned char b = (unsigned char)byte_of[cp];
+		buf_append(out, &b, 1);
+	}
+	return 0;
+}
+
+static const char gpt2_pattern[] =
+	"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static int compile_pattern(bpe *b, const char *pattern, mvl_err *err)
+{
+	buf pat = {0};
+	rust_whitespace(pattern, &pat);
+	int ec;
+	PCRE2_SIZE eo;
+	b->re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
+			      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+	buf_free(&pat);
+	if (!b->re) {
+		PCRE2_UCHAR msg[256];
+		pcre2_get_error_message(ec, msg, sizeof msg);
+		return mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+	}
+	pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE);
+	return 0;
+}
+
+/* The regex of the pre-tokenizer: ByteLevel (GPT-2's pattern when
+ * use_regex) or a Sequence of Split(Regex) + ByteLevel(use_regex false). */
+static const char *hf_pattern(json_t *pre, mvl_err *err)
+{
+	const char *type = json_string_value(json_object_get(pre, "type"));
+	if (type && !strcmp(type, "ByteLevel")) {
+		if (json_is_true(json_object_get(pre, "add_prefix_space"))) {
+			mvl_errf(err, "pre_tokenizer ByteLevel with add_prefix_space is not supported");
+			return NULL;
+		}
+		json_t *ur = json_object_get(pre, "use_regex");
+		if (ur && !json_is_true(ur)) {
+			mvl_errf(err, "a ByteLevel pre_tokenizer without a regex is not supported");
+			return NULL;
+		}
+		return gpt2_pattern;
+	}
+	if (type && !strcmp(type, "Sequence")) {
+		json_t *v = json_object_get(pre, "pretokenizers");
+		const char *pat = NULL;
+		int bytelevel = 0;
+		size_t i;
+		json_t *p;
+		json_array_foreach(v, i, p) {
+			const char *t = json_string_value(json_object_get(p, "type"));
+			if (t && !strcmp(t, "Split")) {
+				const char *beh = json_string_value(json_object_get(p, "behavior"));
+				json_t *re = json_object_get(json_object_get(p, "pattern"), "Regex");
+				if (pat || !json_is_string(re) || (beh && strcmp(beh, "Isolated")) ||
+				    json_is_true(json_object_get(p, "invert"))) {
+					mvl_errf(err, "pre_tokenizer Split: only one Regex split, Isolated, not inverted");
+					return NULL;
+				}
+				pat = json_string_value(re);
+			} else if (t && !strcmp(t, "ByteLevel")) {
+				bytelevel = 1;
+				if (json_is_true(json_object_get(p, "use_regex")))
+					pat = pat ? pat : gpt2_pattern;
+			} else {
+				mvl_errf(err, "pre_tokenizer '%s' is not supported", t ? t : "?");
+				return NULL;
+			}
+		}
+		if (!bytelevel || !pat) {
+			mvl_errf(err, "pre_tokenizer: a byte-level sequence with a regex is needed");
+			return NULL;
+		}
+		return pat;
+	}
+	mvl_errf(err, "pre_tokenizer '%s' is not supported (ByteLevel or Sequence)", type ? type : "null");
+	return NULL;
+}
+
+bpe *bpe_load_hf(const char *path, mvl_err *err)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, 0, &je);
+	if (!root) {
+		mvl_errf(err, "'%s' line %d column %d: %s", path, je.line, je.column, je.text);
+		return NULL;
+	}
+	bpe *b = xcalloc(1, sizeof *b);
+	b->cap = 1u << 16;
+	b->t = xmalloc(b->cap * sizeof *b->t);
+	for (size_t i = 0; i < b->cap; i++)
+		b->t[i].id = NO_RANK;
+	int rc = 0, byte_of[324];
+	byte_level_map(byte_of);
+	buf tok = {0}, l = {0}, r = {0}, cat = {0};
+	json_t *model = json_object_get(root, "model");
+	json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+	const char *mtype = json_string_value(json_object_get(model, "type"));
+	const char *pattern = NULL;
+	if (!mtype || strcmp(mtype, "BPE"))
+		rc = mvl_errf(err, "'%s': model type '%s' is not BPE", path, mtype ? mtype : "null");
+	else if (!json_is_object(vocab) || !json_is_array(merges))
+		rc = mvl_errf(err, "'%s': model.vocab or model.merges missing", path);
+	else if (json_is_object(json_object_get(root, "normalizer")))
+		rc = mvl_errf(err, "'%s': normalizer '%s' is not supported", path,
+			      json_string_value(json_object_get(json_object_get(root, "normalizer"), "type")));
+	else if (!(pattern = hf_pattern(json_object_get(root, "pre_tokenizer"), err)))
+		rc = mvl_errprefix(err, "'%s'", path);
+	/* vocab: byte-level strings -> ids */
+	const char *k;
+	json_t *v;
+	json_object_foreach(vocab, k, v) {
+		if (rc)
+			break;
+		json_int_t id = json_integer_value(v);
+		if (!json_is_integer(v) || id < 0 || id > 0x7FFFFFFF) {
+			rc = mvl_errf(err, "'%s': vocab entry '%.40s' has no valid id", path, k);
+			break;
+		}
+		if (unbyte(byte_of, k, strlen(k), &tok) != 0 || !tok.len) {
+			rc = mvl_errf(err, "'%s': vocab entry '%.40s' is not byte-level", path, k);
+			break;
+		}
+		if (find(b, tok.data, tok.len) != NO_RANK) {
+			rc = mvl_errf(err, "'%s': vocab entry '%.40s' duplicates another token's bytes", path, k);
+			break;
+		}
+		if ((uint32_t)id < b->nid && b->len[id] != UINT32_MAX) {
+			rc = mvl_errf(err, "'%s': id %lld used twice in vocab", path, (long long)id);
+			break;
+		}
+		if ((b->n + 1) * 2 > b->cap) {
+			slot *old = b->t;
+			size_t oc = b->cap;
+			b->cap *= 2;
+			b->t = xmalloc(b->cap * sizeof *b->t);
+			for (size_t q = 0; q < b->cap; q++)
+				b->t[q].id = NO_RANK;
+			b->n = 0;
+			for (size_t q = 0; q < oc; q++)
+				if (old[q].id != NO_RANK)
+					insert(b, old[q].h, old[q].id);
+			free(old);
+		}
+		grow_ids(b, (uint32_t)id + 1);
+		b->off[id] = (uint32_t)b->pool.len;
+		b->len[id] = (uint32_t)tok.len;
+		buf_append(&b->pool, tok.data, tok.len);
+		insert(b, XXH3_64bits(tok.data, tok.len), (uint32_t)id);
+	}
+	/* merges: the i-th merge's result gets rank i; single bytes rank
+	 * below every merge (they never compete: ranks order pairs) */
+	if (rc == 0) {
+		b->rank = xmalloc((b->nid ? b->nid : 1) * sizeof *b->rank);
+		for (uint32_t i = 0; i < b->nid; i++)
+			b->rank[i] = NO_RANK;
+		size_t i;
+		json_t *m;
+		json_array_foreach(merges, i, m) {
+			const char *a = NULL, *c = NULL;
+			size_t al = 0, cl = 0;
+			if (json_is_string(m)) { /* "a b" */
+				const char *s2 = json_string_value(m), *sp = strchr(s2, ' ');
+				if (sp) {
+					a = s2;
+					al = (size_t)(sp - s2);
+					c = sp + 1;
+					cl = strlen(c);
+				}
+			} else if (json_is_array(m) && json_array_size(m) == 2) { /* ["a", "b"] */
+				a = json_string_value(json_array_get(m, 0));
+				c = json_string_value(json_array_get(m, 1));
+				al = a ? strlen(a) : 0;
+				cl = c ? strlen(c) : 0;
+			}
+			if (!a || !c || unbyte(byte_of, a, al, &l) || unbyte(byte_of, c, cl, &r)) {
+				rc = mvl_errf(err, "'%s': merge %zu is malformed", path, i);
+				break;
+			}
+			cat.len = 0;
+			buf_append(&cat, l.data, l.len);
+			buf_append(&cat, r.data, r.len);
+			uint32_t id = find(b, cat.data, cat.len);
+			if (id == NO_RANK) {
+				rc = mvl_errf(err, "'%s': merge %zu makes a token missing from vocab", path, i);
+				break;
+			}
+			if (b->rank[id] == NO_RANK) /* the first merge that makes it */
+				b->rank[id] = (uint32_t)i;
+		}
+	}
+	for (int c = 0; rc == 0 && c < 256; c++) {
+		uint8_t byte = (uint8_t)c;
+		if (find(b, &byte, 1) == NO_RANK)
+			rc = mvl_errf(err, "'%s': no token for byte 0x%02x (not a byte-level BPE)", path, c);
+	}
+	if (rc == 0)
+		rc = compile_pattern(b, pattern, err);
+	/* added tokens: specials (and any other text tokens) by their ids */
+	json_t *added = json_object_get(root, "added_tokens");
+	size_t ai;
+	json_t *at;
+	json_array_foreach(added, ai, at) {
+		if (rc)
+			break;
+		const char *content = json_string_value(json_object_get(at, "content"));
+		json_int_t id = json_integer_value(json_object_get(at, "id"));
+		if (!content || id < 0) {
+			rc = mvl_errf(err, "'%s': added_tokens[%zu] is malformed", path, ai);
+			break;
+		}
+		if ((uint32_t)id < b->nid && b->len[id] != UINT32_MAX &&
+		    b->len[id] == strlen(content) && !memcmp(b->pool.data + b->off[id], content, b->len[id]))
+			continue; /* already a vocab token with these bytes */
+		if (bpe_add_special(b, content, (uint32_t)id, err) != 0)
+			rc = mvl_errprefix(err, "'%s'", path);
+	}
+	json_decref(root);
+	buf_free(&tok);
+	buf_free(&l);
+	buf_free(&r);
+	buf_free(&cat);
+	if (rc) {
+		bpe_free(b);
+		return NULL;
+	}
+	return b;
+}
+
 void bpe_free(bpe *b)
 {
 	if (!b)
@@ -266,6 +540,7 @@ void bpe_free(bpe *b)
 	buf_free(&b->pool);
 	free(b->off);
 	free(b->len);
+	free(b->rank);
 	free(b->t);
 	pcre2_code_free(b->re);
 	for (int i = 0; i < b->nspecial; i++)
@@ -347,7 +622,7 @@ static void merge_small(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, ui
 	for (size_t i = 0; i < m; i++)
 		c->start[i] = (uint32_t)i;
 	for (size_t i = 0; i + 2 < m; i++)
-		c->rank[i] = find(b, p + i, 2);
+		c->rank[i] = rank_of(b, p + i, 2);
 	c->rank[m - 2] = NO_RANK;
 	c->rank[m - 1] = NO_RANK;
 	for (;;) {
@@ -364,9 +639,9 @@ static void merge_small(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, ui
 		memmove(c->start + bi + 1, c->start + bi + 2, (m - bi - 2) * sizeof *c->start);
 		memmove(c->rank + bi + 1, c->rank + bi + 2, (m - bi - 2) * sizeof *c->rank);
 		m--;
-		c->rank[bi] = bi + 2 < m ? find(b, p + c->start[bi], c->start[bi + 2] - c->start[bi]) : NO_RANK;
+		c->rank[bi] = bi + 2 < m ? rank_of(b, p + c->start[bi], c->start[bi + 2] - c->start[bi]) : NO_RANK;
 		if (bi > 0)
-			c->rank[bi - 1] = find(b, p + c->start[bi - 1], c->start[bi + 1] - c->start[bi - 1]);
+			c->rank[bi - 1] = rank_of(b, p + c->start[bi - 1], c->start[bi + 1] - c->start[bi - 1]);
 	}
 	for (size_t i = 0; i + 1 < m; i++)
 		push_id(ids, cap, len, find(b, p + c->start[i], c->start[i + 1] - c->start[i]));
@@ -423,7 +698,7 @@ static void merge_large(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, ui
 		c->prank[i] = NO_RANK;
 	}
 	for (size_t i = 0; i + 1 < n; i++) {
-		c->prank[i] = find(b, p + i, 2);
+		c->prank[i] = rank_of(b, p + i, 2);
 		if (c->prank[i] != NO_RANK)
 			heap_push(c, &hn, (uint64_t)c->prank[i] << 32 | i);
 	}
@@ -439,12 +714,12 @@ static void merge_large(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, ui
 		if (jn != END)
 			c->prev[jn] = i;
 		c->prank[j] = NO_RANK;
-		c->prank[i] = jn != END ? find(b, p + i, c->next[jn] - i) : NO_RANK;
+		c->prank[i] = jn != END ? rank_of(b, p + i, c->next[jn] - i) : NO_RANK;
 		if (c->prank[i] != NO_RANK)
 			heap_push(c, &hn, (uint64_t)c->prank[i] << 32 | i);
 		uint32_t h = c->prev[i];
 		if (h != UINT32_MAX) {
-			c->prank[h] = find(b, p + h, c->next[i] - h);
+			c->prank[h] = rank_of(b, p + h, c->next[i] - h);
 			if (c->prank[h] != NO_RANK)
 				heap_push(c, &hn, (uint64_t)c->prank[h] << 32 | h);
 		}

@@ -27,6 +27,13 @@ const char *bpe_pattern(const char *encoding);
  * line) with the pre-tokenizer pattern.  Duplicate tokens or ranks and
  * malformed lines are errors naming file and line. */
 bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err);
+/* bpe_load_hf() : a Hugging Face tokenizer.json of model type BPE with a
+ * byte-level pre-tokenizer (ByteLevel, or Split(Regex) + ByteLevel), in
+ * either merges format ("a b" or ["a", "b"]); the i-th merge's token gets
+ * rank i, added_tokens become special tokens.  Normalizers and other
+ * pre-tokenizers are refused with a message naming them. */
+bpe *bpe_load_hf(const char *path, mvl_err *err);
+
 void bpe_free(bpe *b);
 
 /* bpe_add_special() : a special token (matched before pre-tokenization

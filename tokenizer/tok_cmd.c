@@ -11,7 +11,7 @@
 #include "stream_cmd.h"
 
 typedef struct tok_opts {
-	const char *tiktoken, *encoding, *special, *format;
+	const char *tiktoken, *hf, *encoding, *special, *format;
 	int lines, stream, threads;
 } tok_opts;
 
@@ -33,13 +33,20 @@ static int read_all(FILE *f, buf *b)
 
 static bpe *load(const tok_opts *o, mvl_err *err)
 {
+	if (o->hf) {
+		if (o->tiktoken) {
+			mvl_errf(err, "give --tiktoken or --hf, not both");
+			return NULL;
+		}
+		return bpe_load_hf(o->hf, err);
+	}
 	const char *pattern = bpe_pattern(o->encoding);
 	if (!pattern) {
 		mvl_errf(err, "unknown encoding '%s' (gpt2, r50k_base, cl100k_base, o200k_base)", o->encoding);
 		return NULL;
 	}
 	if (!o->tiktoken) {
-		mvl_errf(err, "--tiktoken FILE is required (a .tiktoken rank file)");
+		mvl_errf(err, "--tiktoken FILE (a .tiktoken rank file) or --hf FILE (tokenizer.json) is required");
 		return NULL;
 	}
 	bpe *b = bpe_load_tiktoken(o->tiktoken, pattern, err);
@@ -295,6 +302,8 @@ int cmd_tok(int argc, char **argv)
 	tok_opts o;
 	const opt_spec specs[] = {
 		{"tiktoken", 0, OPT_STR, &o.tiktoken, NULL, "FILE", "rank file (base64 token, space, rank per line)"},
+		{"hf", 0, OPT_STR, &o.hf, NULL, "FILE",
+		 "Hugging Face tokenizer.json (BPE, byte-level) instead of --tiktoken"},
 		{"encoding", 0, OPT_CHOICE, &o.encoding, "cl100k_base", "gpt2|r50k_base|cl100k_base|o200k_base",
 		 "pre-tokenizer pattern as tiktoken defines it"},
 		{"lines", 0, OPT_FLAG, &o.lines, NULL, NULL,

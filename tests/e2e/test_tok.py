@@ -161,6 +161,34 @@ def _():
                "%s: rc %d, stderr %r" % (name, r.rc, r.err[-200:]))
 
 
+@check("hf_tokenizer_json_ids_identical")
+def _():
+    # the same tokenizers written as Hugging Face tokenizer.json: GPT-2 with
+    # a ByteLevel pre-tokenizer and "a b" merges; cl100k with Split(Regex) +
+    # ByteLevel and ["a", "b"] merges
+    import json
+    d = S.dir("hf")
+    lines = os.path.join(d, "lines.txt")
+    with open(CORPUS, encoding="utf-8") as f:
+        open(lines, "w", encoding="utf-8").write("\n".join(f.read().split("\n")[:800]))
+    for enc, extra in (("gpt2", []), ("cl100k_base", ["--merges-format", "pair", "--pattern",
+                                                      json.load(open(os.path.join(RANKS, "cl100k_base.json")))["pat_str"]])):
+        hf = os.path.join(d, enc + ".json")
+        p = subprocess.run(["/usr/bin/python3", "scripts/tok/tiktoken_to_hf.py", os.path.join(RANKS, enc + ".tiktoken"),
+                            hf, *extra], cwd=ROOT, stderr=subprocess.PIPE, timeout=120)
+        eq(p.returncode, 0, "conversion: %s" % p.stderr[-300:])
+        r = mvl("tok", "encode", "--hf", hf, "--lines", lines, timeout=300)
+        eq(r.rc, 0, "mvl tok encode --hf exit status")
+        eq(r.out, node("scripts/tok/ref_encode.js", "--encoding", enc, "--lines", lines), "%s ids via tokenizer.json" % enc)
+    bad = os.path.join(d, "bad.json")
+    open(bad, "w").write('{"model": {"type": "Unigram"}}')
+    r = mvl("tok", "encode", "--hf", bad, input=b"x")
+    expect(r.rc == 2 and b"Unigram" in r.err, "non-BPE tokenizer.json: rc %d %r" % (r.rc, r.err))
+    open(bad, "w").write('{"model": {"type": "BPE", "vocab": {"a": 0}, ')
+    r = mvl("tok", "encode", "--hf", bad, input=b"x")
+    expect(r.rc == 2 and b"line" in r.err, "truncated tokenizer.json: rc %d %r" % (r.rc, r.err))
+
+
 @check("special_tokens_allow_disallow_ordinary")
 def _():
     text = b"a <|endoftext|> b <|fim_prefix|>c"
