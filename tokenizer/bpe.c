@@ -563,6 +563,14 @@ int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err)
 	return 0;
 }
 
+int64_t bpe_special_id(const bpe *b, const char *text)
+{
+	for (int i = 0; i < b->nspecial; i++)
+		if (!strcmp(b->special[i].text, text))
+			return b->special[i].id;
+	return -1;
+}
+
 size_t bpe_vocab_size(const bpe *b)
 {
 	return b->nid;

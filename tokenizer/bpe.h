@@ -40,6 +40,8 @@ void bpe_free(bpe *b);
  * when allowed; never produced by ordinary encoding). */
 int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err);
 size_t bpe_vocab_size(const bpe *b); /* largest id + 1 */
+/* bpe_special_id() : the id of special token text, or -1. */
+int64_t bpe_special_id(const bpe *b, const char *text);
 
 bpe_ctx *bpe_ctx_new(const bpe *b);
 void bpe_ctx_free(bpe_ctx *c);

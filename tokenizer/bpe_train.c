@@ -301,6 +301,8 @@ static uint64_t key(uint32_t a, uint32_t b)
 
 static uint32_t pair_get(const bpe_trainer *t, uint64_t k)
 {
+	if (!t->pkcap)
+		return NONE;
 	for (size_t i = XXH3_64bits(&k, 8) & (t->pkcap - 1);; i = (i + 1) & (t->pkcap - 1)) {
 		if (t->pk[i] == k)
 			return t->pv[i];
