@@ -4,7 +4,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "bpe.h"
+#include "bpe_train.h"
 #include "commands.h"
 #include "opts.h"
 #include "parallel.h"
@@ -13,6 +16,9 @@
 typedef struct tok_opts {
 	const char *tiktoken, *hf, *encoding, *special, *format;
 	int lines, stream, threads;
+	/* train */
+	int vocab, min_frequency;
+	const char *specials, *output;
 } tok_opts;
 
 static int special_mode(const char *s)
@@ -297,6 +303,183 @@ static int tok_decode(const tok_opts *o)
 	return rc;
 }
 
+/* ---- training ---- */
+
+static char *utf8_bytes_to_hf(const uint8_t *p, size_t n)
+{
+	/* GPT-2's byte-level alphabet: printable bytes as themselves, the
+	 * rest as U+0100 upward in byte order */
+	static int map[256];
+	static int ready;
+	if (!ready) {
+		int k = 0;
+		for (int c = 0; c < 256; c++) {
+			int printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255);
+			map[c] = printable ? c : 256 + k++;
+		}
+		ready = 1;
+	}
+	char *out = xmalloc(n * 2 + 1), *o = out;
+	for (size_t i = 0; i < n; i++) {
+		int cp = map[p[i]];
+		if (cp < 0x80)
+			*o++ = (char)cp;
+		else {
+			*o++ = (char)(0xC0 | cp >> 6);
+			*o++ = (char)(0x80 | (cp & 0x3F));
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+/* OUT.json (pattern, special tokens) and OUT.tokenizer.json (Hugging Face:
+ * BPE, Split(Regex) + ByteLevel, ["a", "b"] merges, added tokens). */
+static int write_meta(bpe_trainer *tr, const tok_opts *o, const char *pattern, mvl_err *err)
+{
+	size_t ntok = bpe_trainer_ntokens(tr);
+	json_t *specials = json_object();
+	json_t *added = json_array();
+	uint32_t next = (uint32_t)ntok;
+	const char *p = o->specials ? o->specials : "";
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char *name = xstrndup(p, len);
+		if (len) {
+			json_object_set_new(specials, name, json_integer(next));
+			json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", (int)next, "content",
+							       name, "single_word", 0, "lstrip", 0, "rstrip", 0,
+							       "normalized", 0, "special", 1));
+			next++;
+		}
+		free(name);
+		p += len;
+		if (*p)
+			p++;
+	}
+	json_t *meta = json_pack("{s:s,s:O,s:i}", "pattern", pattern, "special_tokens", specials, "n_vocab", (int)next);
+	json_t *vocab = json_object(), *merges = json_array();
+	for (uint32_t r = 0; r < ntok; r++) {
+		size_t len;
+		const uint8_t *t = bpe_trainer_token(tr, r, &len);
+		char *h = utf8_bytes_to_hf(t, len);
+		json_object_set_new(vocab, h, json_integer(r));
+		free(h);
+		uint32_t l, rr;
+		uint64_t cnt;
+		if (r >= 256 && bpe_trainer_merge(tr, r, &l, &rr, &cnt) == 0) {
+			size_t ll, rl;
+			const uint8_t *lt = bpe_trainer_token(tr, l, &ll), *rt = bpe_trainer_token(tr, rr, &rl);
+			char *a = utf8_bytes_to_hf(lt, ll), *b = utf8_bytes_to_hf(rt, rl);
+			json_array_append_new(merges, json_pack("[s,s]", a, b));
+			free(a);
+			free(b);
+		}
+	}
+	json_t *hf = json_pack(
+		"{s:s,s:n,s:n,s:o,s:n,s:{s:s,s:[{s:s,s:{s:s},s:s,s:b},{s:s,s:b,s:b,s:b}]},s:n,"
+		"s:{s:s,s:b,s:b,s:b},s:{s:s,s:n,s:n,s:n,s:n,s:b,s:b,s:o,s:o}}",
+		"version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer", "pre_tokenizer",
+		"type", "Sequence", "pretokenizers", "type", "Split", "pattern", "Regex", pattern, "behavior", "Isolated",
+		"invert", 0, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0,
+		"post_processor", "decoder", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0,
+		"model", "type", "BPE", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
+		"fuse_unk", 0, "byte_fallback", 0, "vocab", vocab, "merges", merges);
+	int rc = 0;
+	char path[4096];
+	const char *files[2] = {".json", ".tokenizer.json"};
+	json_t *docs[2] = {meta, hf};
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		snprintf(path, sizeof path, "%s%s", o->output, files[i]);
+		atomic_file af;
+		if ((rc = atomic_file_open(&af, path, err)) != 0)
+			break;
+		if (json_dumpf(docs[i], af.f, JSON_INDENT(i ? 0 : 2) | JSON_PRESERVE_ORDER) != 0) {
+			atomic_file_abort(&af);
+			rc = mvl_errf(err, "cannot write '%s'", path);
+			break;
+		}
+		fputc('\n', af.f);
+		rc = atomic_file_commit(&af, err);
+	}
+	json_decref(meta);
+	json_decref(hf);
+	json_decref(specials);
+	return rc;
+}
+
+static int tok_train(const tok_opts *o, char **args, int nargs)
+{
+	mvl_err err;
+	const char *pattern = bpe_pattern(o->encoding);
+	if (!o->output) {
+		fprintf(stderr, "mvl tok train: -o OUT is required (writes OUT.tiktoken, OUT.json, OUT.tokenizer.json)\n");
+		return 2;
+	}
+	if (o->vocab < 256 || o->min_frequency < 1) {
+		fprintf(stderr, "mvl tok train: --vocab must be >= 256 and --min-frequency >= 1\n");
+		return 2;
+	}
+	bpe_trainer *tr = bpe_trainer_new(pattern, &err);
+	if (!tr) {
+		fprintf(stderr, "mvl tok train: %s\n", err.msg);
+		return 2;
+	}
+	int rc = 0;
+	if (o->stream) {
+		/* captions of sample streams, one document each */
+		stream_opts so = {0};
+		so.quiet = 1;
+		stream_run sr;
+		if (stream_run_open(&sr, "tok train", &so, args, nargs, RUN_SHARDS, &err) != 0) {
+			fprintf(stderr, "mvl tok train: %s\n", err.msg);
+			bpe_trainer_free(tr);
+			return 1;
+		}
+		sample s;
+		sample_init(&s);
+		while (stream_run_read(&sr, &s)) {
+			member *m = sample_get(&s, "txt");
+			if (m)
+				bpe_trainer_add(tr, (const char *)m->data, m->size);
+			sr.nkept++;
+		}
+		sample_free(&s);
+		rc = stream_run_close(&sr);
+	} else {
+		/* text files (stdin when none), line by line: a piece never spans
+		 * a line, and lines keep memory bounded */
+		for (int a = 0; a < (nargs ? nargs : 1) && rc == 0; a++) {
+			FILE *f = nargs ? fopen(args[a], "rb") : stdin;
+			if (!f) {
+				fprintf(stderr, "mvl tok train: cannot open '%s': %s\n", args[a], strerror(errno));
+				rc = 1;
+				break;
+			}
+			char *line = NULL;
+			size_t cap = 0;
+			ssize_t len;
+			while ((len = getline(&line, &cap, f)) > 0)
+				bpe_trainer_add(tr, line, (size_t)len);
+			free(line);
+			if (f != stdin)
+				fclose(f);
+		}
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s.tiktoken", o->output);
+	if (rc == 0 && (bpe_trainer_train(tr, o->vocab, o->min_frequency, path, &err) != 0 ||
+			write_meta(tr, o, pattern, &err) != 0)) {
+		fprintf(stderr, "mvl tok train: %s\n", err.msg);
+		rc = 1;
+	}
+	if (rc == 0)
+		fprintf(stderr, "mvl tok train: %zu distinct pieces, %zu tokens -> %s\n", bpe_trainer_npieces(tr),
+			bpe_trainer_ntokens(tr), path);
+	bpe_trainer_free(tr);
+	return rc;
+}
+
 int cmd_tok(int argc, char **argv)
 {
 	tok_opts o;
@@ -309,17 +492,22 @@ int cmd_tok(int argc, char **argv)
 		{"lines", 0, OPT_FLAG, &o.lines, NULL, NULL,
 		 "encode each input line (without its newline) on its own with encode_ordinary "
 		 "semantics; one line of ids per line"},
-		{"special", 0, OPT_CHOICE, &o.special, "disallow", "allow|disallow|ordinary",
+		{"special-mode", 0, OPT_CHOICE, &o.special, "disallow", "allow|disallow|ordinary",
 		 "special tokens in the text: their ids, an error (tiktoken's default), or plain text"},
 		{"format", 0, OPT_CHOICE, &o.format, "text", "text|jsonl|u32",
 		 "ids as space-separated text, JSON lines {key, ids}, or raw little-endian u32"},
 		{"stream", 0, OPT_FLAG, &o.stream, NULL, NULL,
 		 "INPUTs are sample streams (tar, .tar.zst, ...): tokenize each KEY.txt"},
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "worker threads for streams (0: all cores)"},
+		{"vocab", 0, OPT_INT, &o.vocab, "8192", "N", "train: ordinary tokens (256 bytes + merges)"},
+		{"min-frequency", 0, OPT_INT, &o.min_frequency, "2", "N", "train: rarest pair still merged"},
+		{"special", 0, OPT_STR, &o.specials, NULL, "LIST",
+		 "train: special tokens, comma-separated, numbered after the vocabulary"},
+		{"output", 'o', OPT_STR, &o.output, NULL, "OUT", "train: writes OUT.tiktoken, OUT.json, OUT.tokenizer.json"},
 		{0},
 	};
 	const opt_cmd cmd = {
-		"tok", "encode|decode|count [OPTIONS] [FILE...]",
+		"tok", "encode|decode|count|train [OPTIONS] [FILE...]",
 		"Byte-level BPE, identical to tiktoken (gpt2, cl100k_base, o200k_base rank\n"
 		"files): `encode` prints the ids of text files (or stdin) or, with --stream,\n"
 		"of each sample's caption; `decode` reads ids and writes the bytes; `count`\n"
@@ -327,7 +515,8 @@ int cmd_tok(int argc, char **argv)
 		NULL,
 		specs,
 	};
-	if (argc < 2 || (strcmp(argv[1], "encode") && strcmp(argv[1], "decode") && strcmp(argv[1], "count"))) {
+	if (argc < 2 || (strcmp(argv[1], "encode") && strcmp(argv[1], "decode") && strcmp(argv[1], "count") &&
+			 strcmp(argv[1], "train"))) {
 		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 			opts_usage(&cmd, stdout);
 			return 0;
@@ -341,6 +530,8 @@ int cmd_tok(int argc, char **argv)
 	int rc;
 	if (!strcmp(argv[1], "count"))
 		rc = tok_stream(&o, args, nargs, 1);
+	else if (!strcmp(argv[1], "train"))
+		rc = tok_train(&o, args, nargs);
 	else if (!strcmp(argv[1], "encode"))
 		rc = o.stream ? tok_stream(&o, args, nargs, 0) : tok_encode(&o, args, nargs);
 	else

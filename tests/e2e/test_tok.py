@@ -195,10 +195,10 @@ def _():
     R = os.path.join(RANKS, "cl100k_base.tiktoken")
     r = mvl("tok", "encode", "--tiktoken", R, input=text)
     expect(r.rc == 1 and b"<|endoftext|>" in r.err, "disallowed special: rc %d %r" % (r.rc, r.err[-200:]))
-    r = mvl("tok", "encode", "--tiktoken", R, "--special", "allow", input=text)
+    r = mvl("tok", "encode", "--tiktoken", R, "--special-mode", "allow", input=text)
     ids = [int(x) for x in r.out.split()]
     expect(100257 in ids and 100258 in ids, "allowed specials missing: %s" % ids)
-    r2 = mvl("tok", "encode", "--tiktoken", R, "--special", "ordinary", input=text)
+    r2 = mvl("tok", "encode", "--tiktoken", R, "--special-mode", "ordinary", input=text)
     want = node("scripts/tok/ref_encode.js", "--encoding", "cl100k_base", "--whole", "-", input=text)
     eq(r2.out.strip(), want.strip(), "special text as ordinary text")
 
@@ -231,6 +231,28 @@ def _():
     import json
     rows = [json.loads(l) for l in r.out.decode().strip().split("\n")]
     eq([row["ids"] for row in rows], [[int(v) for v in x] for x in ref], "stream ids")
+
+
+@check("train_writes_loadable_tokenizer_same_ids")
+def _():
+    import json
+    d = S.dir("train")
+    out = os.path.join(d, "tok")
+    r = mvl("tok", "train", "--vocab", "600", "--special", "<|image_pad|>,<|im_start|>", "-o", out, CORPUS,
+            timeout=300)
+    eq(r.rc, 0, "train exit status: %r" % r.err[-300:])
+    meta = json.load(open(out + ".json"))
+    eq(meta["special_tokens"], {"<|image_pad|>": 600, "<|im_start|>": 601}, "specials after the vocabulary")
+    a = mvl("tok", "encode", "--tiktoken", out + ".tiktoken", "--lines", CORPUS, timeout=300)
+    b = mvl("tok", "encode", "--hf", out + ".tokenizer.json", "--lines", CORPUS, timeout=300)
+    eq(a.rc, 0, "encode with the trained rank file")
+    eq(b.out, a.out, "tokenizer.json export gives the same ids")
+    ids = [int(x) for x in a.out.split()]
+    expect(max(ids) < 600 and len(set(ids)) > 200, "vocabulary used: max %d, distinct %d" % (max(ids), len(set(ids))))
+    # deterministic
+    r2 = mvl("tok", "train", "--vocab", "600", "--special", "<|image_pad|>,<|im_start|>", "-o", out + "2", CORPUS,
+             timeout=300)
+    expect(open(out + ".tiktoken", "rb").read() == open(out + "2.tiktoken", "rb").read(), "training is not deterministic")
 
 
 S.finish()
