@@ -29,8 +29,20 @@ struct bpe {
 	int nspecial;
 };
 
+/* Per-thread cache of merged pieces: words repeat (Zipf), and a repeated
+ * piece that is not one token costs a full merge otherwise.  Entries hold
+ * the piece's bytes, so a hit is exact, never a hash guess. */
+enum { CACHE_SLOTS = 1 << 14, CACHE_BYTES = 30, CACHE_IDS = 8 };
+typedef struct cache_ent {
+	uint64_t h;
+	uint8_t len, nids;
+	uint8_t bytes[CACHE_BYTES];
+	uint32_t ids[CACHE_IDS];
+} cache_ent;
+
 struct bpe_ctx {
 	pcre2_match_data *md;
+	cache_ent *cache;
 	/* merge scratch */
 	uint32_t *start, *rank;
 	size_t cap;
@@ -580,6 +592,7 @@ bpe_ctx *bpe_ctx_new(const bpe *b)
 {
 	bpe_ctx *c = xcalloc(1, sizeof *c);
 	c->md = pcre2_match_data_create_from_pattern(b->re, NULL);
+	c->cache = xcalloc(CACHE_SLOTS, sizeof *c->cache);
 	return c;
 }
 
@@ -588,6 +601,7 @@ void bpe_ctx_free(bpe_ctx *c)
 	if (!c)
 		return;
 	pcre2_match_data_free(c->md);
+	free(c->cache);
 	free(c->start);
 	free(c->rank);
 	free(c->heap);
@@ -744,11 +758,30 @@ static void encode_piece(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, u
 		push_id(ids, cap, len, whole);
 		return;
 	}
+	cache_ent *e = NULL;
+	uint64_t h = 0;
+	if (n <= CACHE_BYTES) {
+		h = XXH3_64bits(p, n);
+		e = &c->cache[h & (CACHE_SLOTS - 1)];
+		if (e->h == h && e->len == n && !memcmp(e->bytes, p, n)) {
+			for (int i = 0; i < e->nids; i++)
+				push_id(ids, cap, len, e->ids[i]);
+			return;
+		}
+	}
 	reserve(c, n);
+	size_t before = *len;
 	if (n <= SMALL_PIECE)
 		merge_small(b, c, p, n, ids, cap, len);
 	else
 		merge_large(b, c, p, n, ids, cap, len);
+	if (e && *len - before <= CACHE_IDS) {
+		e->h = h;
+		e->len = (uint8_t)n;
+		e->nids = (uint8_t)(*len - before);
+		memcpy(e->bytes, p, n);
+		memcpy(e->ids, *ids + before, (*len - before) * sizeof **ids);
+	}
 }
 
 size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n, uint32_t **ids,
