@@ -78,6 +78,7 @@ bench: mvl
 	scripts/bench_ingest.sh
 	scripts/bench_filters.sh
 	scripts/bench_dedup.sh
+	scripts/tok/bench.sh
 
 demo: mvl
 	scripts/demo.sh

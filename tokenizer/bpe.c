@@ -97,12 +97,40 @@ const char *bpe_pattern(const char *encoding)
 	return NULL;
 }
 
-/* Rewrites \s and \S as explicit White_Space classes. */
+/* Code points Unicode 15 and 16 assigned to these classes: tiktoken's Rust
+ * regex has the Unicode 16 tables, Debian's PCRE2 10.42 Unicode 14, and a
+ * new letter or digit changes where pieces split.  Added to each \\p{..}
+ * so the classes agree (scripts/tok/regex_classes.js lists tiktoken's). */
+static const struct { const char *cls, *extra; } unicode16[] = {
+	{"L", "\\x{1C89}-\\x{1C8A}\\x{A7CB}-\\x{A7CD}\\x{A7DA}-\\x{A7DC}\\x{105C0}-\\x{105F3}\\x{10D4A}-\\x{10D65}\\x{10D6F}-\\x{10D85}\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}\\x{11380}-\\x{11389}\\x{1138B}\\x{1138E}\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}\\x{13441}-\\x{13446}\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}\\x{16D40}-\\x{16D6C}\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}\\x{1E5D0}-\\x{1E5ED}\\x{1E5F0}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"},
+	{"N", "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}\\x{11F50}-\\x{11F59}\\x{16130}-\\x{16139}\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}"},
+	{"M", "\\x{897}\\x{CF3}\\x{ECE}\\x{10D69}-\\x{10D6D}\\x{10EFC}-\\x{10EFF}\\x{11241}\\x{113B8}-\\x{113C0}\\x{113C2}\\x{113C5}\\x{113C7}-\\x{113CA}\\x{113CC}-\\x{113D0}\\x{113D2}\\x{113E1}-\\x{113E2}\\x{11F00}-\\x{11F01}\\x{11F03}\\x{11F34}-\\x{11F3A}\\x{11F3E}-\\x{11F42}\\x{11F5A}\\x{13440}\\x{13447}-\\x{13455}\\x{1611E}-\\x{1612F}\\x{1E08F}\\x{1E4EC}-\\x{1E4EF}\\x{1E5EE}-\\x{1E5EF}"},
+	{"Lu", "\\x{1C89}\\x{A7CB}-\\x{A7CC}\\x{A7DA}\\x{A7DC}\\x{10D50}-\\x{10D65}"},
+	{"Ll", "\\x{1C8A}\\x{A7CD}\\x{A7DB}\\x{10D70}-\\x{10D85}\\x{1DF25}-\\x{1DF2A}"},
+	{"Lm", "\\x{10D4E}\\x{10D6F}\\x{16D40}-\\x{16D42}\\x{16D6B}-\\x{16D6C}\\x{1E030}-\\x{1E06D}\\x{1E4EB}"},
+	{"Lo", "\\x{105C0}-\\x{105F3}\\x{10D4A}-\\x{10D4D}\\x{10D4F}\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}\\x{11380}-\\x{11389}\\x{1138B}\\x{1138E}\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}\\x{13441}-\\x{13446}\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}\\x{16D43}-\\x{16D6A}\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1E4D0}-\\x{1E4EA}\\x{1E5D0}-\\x{1E5ED}\\x{1E5F0}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"},
+};
+
+/* Rewrites a tiktoken (Rust regex) pattern for PCRE2: \\s and \\S as
+ * explicit White_Space classes, \\p{X} with its Unicode 15/16 additions. */
 static void rust_whitespace(const char *p, buf *out)
 {
 	int in_class = 0;
 	out->len = 0;
 	for (size_t i = 0; p[i]; i++) {
+		if (p[i] == '\\' && p[i + 1] == 'p' && p[i + 2] == '{') {
+			const char *close = strchr(p + i + 3, '}');
+			size_t nl = close ? (size_t)(close - (p + i + 3)) : 0;
+			const char *extra = NULL;
+			for (size_t k = 0; close && k < sizeof unicode16 / sizeof unicode16[0]; k++)
+				if (strlen(unicode16[k].cls) == nl && !memcmp(unicode16[k].cls, p + i + 3, nl))
+					extra = unicode16[k].extra;
+			if (extra) {
+				buf_printf(out, in_class ? "\\p{%.*s}%s" : "[\\p{%.*s}%s]", (int)nl, p + i + 3, extra);
+				i += 3 + nl;
+				continue;
+			}
+		}
 		if (p[i] == '\\' && p[i + 1]) {
 			char c = p[i + 1];
 			if (c == 's')

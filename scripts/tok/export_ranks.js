@@ -55,7 +55,7 @@ function main() {
 		else if (a === '--no-verify') verify = false;
 		else if (a === '--quiet') quiet = true;
 		else if (a === '-h' || a === '--help') {
-			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 23).join('\n') + '\n');
+			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2).join('\n').match(/^(\/\/.*\n)+/)[0]);
 			return 0;
 		} else if (a.startsWith('-')) lib.die(`unknown option ${a}`);
 		else if (out === null) out = a;

@@ -66,7 +66,7 @@ function parseArgs(argv) {
 		case '--cap': o.cap = parseFloat(val()); break;
 		case '--kinds': o.kinds = val(); break;
 		case '-h': case '--help':
-			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 34).join('\n') + '\n');
+			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2).join('\n').match(/^(\/\/.*\n)+/)[0]);
 			process.exit(0);
 		default:
 			if (a.startsWith('-') && a !== '-') lib.die(`unknown option ${a}`);
