@@ -21,7 +21,8 @@ struct bpe {
 	uint32_t *off, *len;/* by id */
 	uint32_t *rank;     /* by id: merge priority; NULL: the id is the rank
 			     * (tiktoken files); set for tokenizer.json */
-	uint32_t nid;       /* ids allocated (max id + 1) */
+	uint32_t nid;       /* ids in use (max id + 1) */
+	uint32_t idcap;     /* ids allocated */
 	slot *t;            /* bytes -> id */
 	size_t cap, n;
 	pcre2_code *re;
@@ -186,8 +187,15 @@ static void grow_ids(bpe *b, uint32_t need)
 {
 	if (need <= b->nid)
 		return;
-	b->off = xrealloc(b->off, need * sizeof *b->off);
-	b->len = xrealloc(b->len, need * sizeof *b->len);
+	if (need > b->idcap) {
+		/* geometric: rank files arrive one id at a time */
+		uint32_t cap = b->idcap ? b->idcap : 1024;
+		while (cap < need)
+			cap = cap > UINT32_MAX / 2 ? need : cap * 2;
+		b->off = xrealloc(b->off, (size_t)cap * sizeof *b->off);
+		b->len = xrealloc(b->len, (size_t)cap * sizeof *b->len);
+		b->idcap = cap;
+	}
 	for (uint32_t i = b->nid; i < need; i++)
 		b->len[i] = UINT32_MAX; /* no token */
 	b->nid = need;
