@@ -201,6 +201,29 @@ static void grow_ids(bpe *b, uint32_t need)
 	b->nid = need;
 }
 
+/* Adds an ordinary token (bytes not yet in the table) with this id. */
+static void add_token(bpe *b, const uint8_t *p, size_t n, uint32_t id)
+{
+	if ((b->n + 1) * 2 > b->cap) {
+		slot *old = b->t;
+		size_t oc = b->cap;
+		b->cap *= 2;
+		b->t = xmalloc(b->cap * sizeof *b->t);
+		for (size_t k = 0; k < b->cap; k++)
+			b->t[k].id = NO_RANK;
+		b->n = 0;
+		for (size_t k = 0; k < oc; k++)
+			if (old[k].id != NO_RANK)
+				insert(b, old[k].h, old[k].id);
+		free(old);
+	}
+	grow_ids(b, id + 1);
+	b->off[id] = (uint32_t)b->pool.len;
+	b->len[id] = (uint32_t)n;
+	buf_append(&b->pool, p, n);
+	insert(b, XXH3_64bits(p, n), id);
+}
+
 static int b64val(int c)
 {
 	if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -232,9 +255,11 @@ static int b64decode(const char *s, size_t n, buf *out)
 	return 0;
 }
 
+static int compile_pattern(bpe *b, const char *pattern, mvl_err *err);
+
 bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 {
-	buf file = {0}, tok = {0}, pat = {0};
+	buf file = {0}, tok = {0};
 	if (read_file(path, 1u << 30, &file, err) != 0)
 		return NULL;
 	bpe *b = xcalloc(1, sizeof *b);
@@ -265,24 +290,7 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 			else if (r < b->nid && b->len[r] != UINT32_MAX)
 				rc = mvl_errf(err, "'%s' line %zu: duplicate rank %lu", path, lineno, r);
 			else {
-				if ((b->n + 1) * 2 > b->cap) {
-					slot *old = b->t;
-					size_t oc = b->cap;
-					b->cap *= 2;
-					b->t = xmalloc(b->cap * sizeof *b->t);
-					for (size_t k = 0; k < b->cap; k++)
-						b->t[k].id = NO_RANK;
-					b->n = 0;
-					for (size_t k = 0; k < oc; k++)
-						if (old[k].id != NO_RANK)
-							insert(b, old[k].h, old[k].id);
-					free(old);
-				}
-				grow_ids(b, (uint32_t)r + 1);
-				b->off[r] = (uint32_t)b->pool.len;
-				b->len[r] = (uint32_t)tok.len;
-				buf_append(&b->pool, tok.data, tok.len);
-				insert(b, XXH3_64bits(tok.data, tok.len), (uint32_t)r);
+				add_token(b, tok.data, tok.len, (uint32_t)r);
 			}
 		}
 		i = e + 1;
@@ -293,23 +301,10 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 		if (find(b, &byte, 1) == NO_RANK)
 			rc = mvl_errf(err, "'%s': no token for byte 0x%02x (not a byte-level BPE)", path, c);
 	}
-	if (rc == 0) {
-		rust_whitespace(pattern, &pat);
-		int ec;
-		PCRE2_SIZE eo;
-		b->re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
-				      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
-		if (!b->re) {
-			PCRE2_UCHAR msg[256];
-			pcre2_get_error_message(ec, msg, sizeof msg);
-			rc = mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
-		} else {
-			pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE);
-		}
-	}
+	if (rc == 0)
+		rc = compile_pattern(b, pattern, err);
 	buf_free(&file);
 	buf_free(&tok);
-	buf_free(&pat);
 	if (rc) {
 		bpe_free(b);
 		return NULL;
@@ -360,22 +355,29 @@ static int unbyte(const int byte_of[324], const char *s, size_t n, buf *out)
 static const char gpt2_pattern[] =
 	"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static int compile_pattern(bpe *b, const char *pattern, mvl_err *err)
+void *bpe_compile_pattern(const char *pattern, mvl_err *err)
 {
 	buf pat = {0};
 	rust_whitespace(pattern, &pat);
 	int ec;
 	PCRE2_SIZE eo;
-	b->re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
-			      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
+				       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
 	buf_free(&pat);
-	if (!b->re) {
+	if (!re) {
 		PCRE2_UCHAR msg[256];
 		pcre2_get_error_message(ec, msg, sizeof msg);
-		return mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+		mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+		return NULL;
 	}
-	pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE);
-	return 0;
+	pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+	return re;
+}
+
+static int compile_pattern(bpe *b, const char *pattern, mvl_err *err)
+{
+	b->re = bpe_compile_pattern(pattern, err);
+	return b->re ? 0 : -1;
 }
 
 /* The regex of the pre-tokenizer: ByteLevel (GPT-2's pattern when
@@ -483,24 +485,7 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 			rc = mvl_errf(err, "'%s': id %lld used twice in vocab", path, (long long)id);
 			break;
 		}
-		if ((b->n + 1) * 2 > b->cap) {
-			slot *old = b->t;
-			size_t oc = b->cap;
-			b->cap *= 2;
-			b->t = xmalloc(b->cap * sizeof *b->t);
-			for (size_t q = 0; q < b->cap; q++)
-				b->t[q].id = NO_RANK;
-			b->n = 0;
-			for (size_t q = 0; q < oc; q++)
-				if (old[q].id != NO_RANK)
-					insert(b, old[q].h, old[q].id);
-			free(old);
-		}
-		grow_ids(b, (uint32_t)id + 1);
-		b->off[id] = (uint32_t)b->pool.len;
-		b->len[id] = (uint32_t)tok.len;
-		buf_append(&b->pool, tok.data, tok.len);
-		insert(b, XXH3_64bits(tok.data, tok.len), (uint32_t)id);
+		add_token(b, tok.data, tok.len, (uint32_t)id);
 	}
 	/* merges: the i-th merge's result gets rank i; single bytes rank
 	 * below every merge (they never compete: ranks order pairs) */

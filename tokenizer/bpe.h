@@ -23,6 +23,12 @@ typedef struct bpe_ctx bpe_ctx; /* per-thread scratch */
  * ("gpt2" / "r50k_base", "cl100k_base", "o200k_base"); NULL if unknown. */
 const char *bpe_pattern(const char *encoding);
 
+/* bpe_compile_pattern() : a tiktoken (Rust regex) pattern compiled for
+ * PCRE2 as the encoder reads it (White_Space for \\s, Unicode 16 classes,
+ * invalid UTF-8 tolerated, JIT): a pcre2_code * (8-bit), or NULL + *err.
+ * The trainer uses it too, so both split text identically. */
+void *bpe_compile_pattern(const char *pattern, mvl_err *err);
+
 /* bpe_load_tiktoken() : a .tiktoken file (base64 token, space, rank per
  * line) with the pre-tokenizer pattern.  Duplicate tokens or ranks and
  * malformed lines are errors naming file and line. */

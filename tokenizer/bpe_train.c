@@ -1,6 +1,7 @@
 /* bpe_train.c: byte-level BPE training with tiktoken semantics (see
  * bpe_train.h for the algorithm and why a merge never duplicates bytes). */
 #include "bpe_train.h"
+#include "bpe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,52 +76,11 @@ struct bpe_trainer {
 };
 
 /* ---------------------------------------------------------------------- */
-/* the pattern, as bpe.c compiles it (its rust_whitespace is static: kept
- * in step by hand) */
-
-#define WS_LIST "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
-
-static void rust_whitespace(const char *p, buf *out)
-{
-	int in_class = 0;
-	out->len = 0;
-	for (size_t i = 0; p[i]; i++) {
-		if (p[i] == '\\' && p[i + 1]) {
-			char c = p[i + 1];
-			if (c == 's')
-				buf_printf(out, in_class ? "%s" : "[%s]", WS_LIST);
-			else if (c == 'S' && !in_class)
-				buf_printf(out, "[^%s]", WS_LIST);
-			else
-				buf_append(out, p + i, 2);
-			i++;
-			continue;
-		}
-		if (p[i] == '[' && !in_class)
-			in_class = 1;
-		else if (p[i] == ']' && in_class)
-			in_class = 0;
-		buf_append(out, p + i, 1);
-	}
-	buf_append(out, "", 0);
-}
-
 bpe_trainer *bpe_trainer_new(const char *pattern, mvl_err *err)
 {
-	buf pat = {0};
-	rust_whitespace(pattern, &pat);
-	int ec;
-	PCRE2_SIZE eo;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat.data, PCRE2_ZERO_TERMINATED,
-				       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
-	buf_free(&pat);
-	if (!re) {
-		PCRE2_UCHAR msg[256];
-		pcre2_get_error_message(ec, msg, sizeof msg);
-		mvl_errf(err, "pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+	pcre2_code *re = bpe_compile_pattern(pattern, err);
+	if (!re)
 		return NULL;
-	}
-	pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
 	bpe_trainer *t = xcalloc(1, sizeof *t);
 	t->re = re;
 	t->md = pcre2_match_data_create_from_pattern(re, NULL);
