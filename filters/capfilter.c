@@ -18,6 +18,7 @@
 #include "filter.h"
 #include "langid.h"
 #include "regex.h"
+#include "sample_text.h"
 #include "strset.h"
 #include "text.h"
 
@@ -423,60 +424,6 @@ static int dominant_script(const char *s, size_t n)
 	return best;
 }
 
-/* The text capfilter judges: KEY.txt, else the conversation turns. */
-static const char *caption_of(cap_tls *t, const sample *s, size_t *n, int *bad_json)
-{
-	member *m = sample_get(s, "txt");
-	*bad_json = 0;
-	if (m) {
-		*n = m->size;
-		return (const char *)m->data;
-	}
-	member *j = sample_get(s, "json");
-	if (!j || !memmem(j->data, j->size, "\"conversations\"", 15))
-		return NULL;
-	json_t *o = json_loadb((const char *)j->data, j->size, 0, NULL);
-	json_t *conv = json_object_get(o, "conversations");
-	if (!json_is_array(conv)) {
-		*bad_json = o == NULL;
-		json_decref(o);
-		return NULL;
-	}
-	t->cat.len = 0;
-	size_t i;
-	json_t *turn;
-	json_array_foreach(conv, i, turn) {
-		json_t *v = json_object_get(turn, "value");
-		if (!json_is_string(v))
-			continue;
-		if (t->cat.len)
-			buf_append(&t->cat, " ", 1);
-		buf_append(&t->cat, json_string_value(v), json_string_length(v));
-	}
-	buf_append(&t->cat, "", 0);
-	json_decref(o);
-	*n = t->cat.len;
-	return (const char *)t->cat.data;
-}
-
-static void note_language(sample *s, const char *code, double conf)
-{
-	member *j = sample_get(s, "json");
-	json_t *o = j ? json_loadb((const char *)j->data, j->size, 0, NULL) : json_object();
-	if (!json_is_object(o)) {
-		json_decref(o);
-		return; /* not ours to repair: clean reports bad KEY.json */
-	}
-	json_object_set_new(o, "language", json_string(code));
-	json_object_set_new(o, "language_conf", json_real(round(conf * 1000) / 1000));
-	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-	if (js) {
-		sample_put(s, "json", js, strlen(js));
-		free(js);
-	}
-	json_decref(o);
-}
-
 static int is_blank(const char *s, size_t n)
 {
 	if (n && (unsigned char)s[0] > ' ' && (unsigned char)s[0] < 0x80)
@@ -498,7 +445,7 @@ static int cap_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 	cap_tls *t = tls;
 	size_t n;
 	int bad_json;
-	const char *cap = caption_of(t, smp, &n, &bad_json);
+	const char *cap = sample_caption(smp, &t->cat, &n, &bad_json);
 	if (!cap)
 		return reject_set(rj, "no_caption", bad_json ? "KEY.json is not valid JSON"
 							    : "no .txt caption and no conversations");
@@ -620,13 +567,14 @@ static int cap_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 				li = i;
 		if (li < 0 || conf < c->lang_min_conf)
 			return reject_set(rj, "language", "%s (confidence %.2f)", code, conf);
-		note_language(smp, code, conf);
+		sample_json_set(smp, "language", json_string(code));
+		sample_json_set(smp, "language_conf", json_real(round(conf * 1000) / 1000));
 		if (!sample_get(smp, "txt"))
 			cap = NULL; /* note_language may have moved the json text */
 	}
 	if (s->banned || c->min_stopwords) {
 		if (!cap) {
-			cap = caption_of(t, smp, &n, &bad_json);
+			cap = sample_caption(smp, &t->cat, &n, &bad_json);
 			if (!cap)
 				return 0;
 		}

@@ -22,6 +22,7 @@
 #include "image.h"
 #include "minhash.h"
 #include "phash.h"
+#include "sample_text.h"
 #include "shard_reader.h"
 #include "inputs.h"
 #include "text.h"
@@ -202,41 +203,6 @@ static void normalize_caption(const char *s, size_t n, buf *out)
 	buf_append(out, "", 0);
 }
 
-/* The caption: KEY.txt, else the conversation turns of an SFT sample
- * (their "value"s joined by newlines, into scratch). */
-static const char *caption_text(const sample *s, size_t *n, buf *scratch)
-{
-	member *t = sample_get(s, "txt");
-	if (t) {
-		*n = t->size;
-		return (const char *)t->data;
-	}
-	member *j = sample_get(s, "json");
-	if (!j || !memmem(j->data, j->size, "\"conversations\"", 15))
-		return NULL;
-	json_t *o = json_loadb((const char *)j->data, j->size, 0, NULL);
-	json_t *conv = json_object_get(o, "conversations");
-	if (!json_is_array(conv)) {
-		json_decref(o);
-		return NULL;
-	}
-	scratch->len = 0;
-	size_t i;
-	json_t *turn;
-	json_array_foreach(conv, i, turn) {
-		json_t *v = json_object_get(turn, "value");
-		if (!json_is_string(v))
-			continue;
-		if (scratch->len)
-			buf_append(scratch, "\n", 1);
-		buf_append(scratch, json_string_value(v), json_string_length(v));
-	}
-	buf_append(scratch, "", 0);
-	json_decref(o);
-	*n = scratch->len;
-	return (const char *)scratch->data;
-}
-
 static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, dedup_aux *a)
 {
 	const dedup_conf *c = &st->c;
@@ -278,7 +244,7 @@ static void signatures(const dedup_state *st, dedup_tls *t, const sample *s, ded
 		}
 	}
 	size_t n;
-	const char *cap = caption_text(s, &n, &t->conv);
+	const char *cap = sample_caption(s, &t->conv, &n, NULL);
 	if (cap && (c->exact_caption || c->exact_pair)) {
 		normalize_caption(cap, n, &t->norm);
 		XXH128_hash_t h = XXH3_128bits(t->norm.data, t->norm.len);

@@ -8,6 +8,7 @@
 
 #include "filter.h"
 #include "image.h"
+#include "sample_text.h"
 
 typedef struct img_conf {
 	int min_side;
@@ -94,23 +95,6 @@ static double luma_std(const img_rgb *im)
 	return var > 0 ? sqrt(var) : 0;
 }
 
-static void note_std(sample *s, double std)
-{
-	member *j = sample_get(s, "json");
-	json_t *o = j ? json_loadb((const char *)j->data, j->size, 0, NULL) : json_object();
-	if (!json_is_object(o)) {
-		json_decref(o);
-		return;
-	}
-	json_object_set_new(o, "pixel_std", json_real(round(std * 100) / 100));
-	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-	if (js) {
-		sample_put(s, "json", js, strlen(js));
-		free(js);
-	}
-	json_decref(o);
-}
-
 static int img_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 {
 	const img_state *s = state;
@@ -157,7 +141,7 @@ static int img_apply(const void *state, void *tls, sample *smp, reject_info *rj)
 		img_rgb_free(&im);
 		if (std < c->min_std)
 			return reject_set(rj, "blank", "luma std %.2f < %g", std, c->min_std);
-		note_std(smp, std);
+		sample_json_set(smp, "pixel_std", json_real(round(std * 100) / 100));
 	}
 	return 0;
 }
