@@ -1,5 +1,6 @@
 /* bpe.c: tiktoken-compatible byte-level BPE encode / decode. */
 #include "bpe.h"
+#include "pretok.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,15 @@
 
 enum { NO_RANK = UINT32_MAX, SMALL_PIECE = 64 };
 
+/* One open-addressing table maps token bytes to ids.  Lookups dominate
+ * encoding (every candidate merge is one), and most are of short strings,
+ * so a token of at most 8 bytes is stored packed in its slot: a lookup is
+ * one cache line, no hash function, no compare against the pool.  Longer
+ * tokens are keyed by XXH3 and confirmed against the pool. */
 typedef struct slot {
-	uint64_t h;
-	uint32_t id; /* NO_RANK: empty */
+	uint64_t key; /* n <= 8: the bytes, packed (pack()); else XXH3 */
+	uint32_t id;  /* NO_RANK: empty */
+	uint32_t n;   /* byte length */
 } slot;
 
 struct bpe {
@@ -24,8 +31,12 @@ struct bpe {
 	uint32_t nid;       /* ids in use (max id + 1) */
 	uint32_t idcap;     /* ids allocated */
 	slot *t;            /* bytes -> id */
+	uint32_t *rank2;    /* [b0 << 8 | b1]: rank of the two-byte token, or
+			     * NO_RANK: every merge starts with these */
 	size_t cap, n;
 	pcre2_code *re;
+	pretok *pt;         /* the same pattern without the regex engine, when
+			     * it is gpt2's or cl100k's (pretok.h) */
 	struct { char *text; uint32_t id; } *special;
 	int nspecial;
 };
@@ -155,14 +166,53 @@ static void rust_whitespace(const char *p, buf *out)
 /* ---------------------------------------------------------------------- */
 /* the table */
 
-static uint32_t find(const bpe *b, const uint8_t *p, size_t n)
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "pack() assumes a little-endian machine"
+#endif
+
+/* 1..8 bytes as one word, byte k at bits 8k (little-endian loads; two
+ * overlapping loads instead of a byte loop, never reading past p + n) */
+static inline uint64_t pack(const uint8_t *p, size_t n)
 {
-	uint64_t h = XXH3_64bits(p, n);
-	for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+	if (n >= 4) {
+		uint32_t lo, hi;
+		memcpy(&lo, p, 4);
+		memcpy(&hi, p + n - 4, 4);
+		return lo | (uint64_t)hi << (8 * (n - 4));
+	}
+	if (n >= 2) {
+		uint16_t lo, hi;
+		memcpy(&lo, p, 2);
+		memcpy(&hi, p + n - 2, 2);
+		return lo | (uint64_t)hi << (8 * (n - 2));
+	}
+	return p[0];
+}
+
+/* the slot a key starts probing at: packed words are mixed (their high
+ * bytes are often zero), XXH3 hashes are used as they are */
+static inline size_t home(const bpe *b, uint64_t key, size_t n)
+{
+	if (n <= 8) {
+		key = (key ^ n << 59) * 0x9E3779B97F4A7C15ull;
+		key ^= key >> 31;
+	}
+	return (size_t)key & (b->cap - 1);
+}
+
+static inline uint64_t key_of(const uint8_t *p, size_t n)
+{
+	return n <= 8 ? pack(p, n) : XXH3_64bits(p, n);
+}
+
+static inline uint32_t find(const bpe *b, const uint8_t *p, size_t n)
+{
+	uint64_t key = key_of(p, n);
+	for (size_t i = home(b, key, n);; i = (i + 1) & (b->cap - 1)) {
 		const slot *s = &b->t[i];
 		if (s->id == NO_RANK)
 			return NO_RANK;
-		if (s->h == h && b->len[s->id] == n && !memcmp(b->pool.data + b->off[s->id], p, n))
+		if (s->key == key && s->n == n && (n <= 8 || !memcmp(b->pool.data + b->off[s->id], p, n)))
 			return s->id;
 	}
 }
@@ -170,16 +220,18 @@ static uint32_t find(const bpe *b, const uint8_t *p, size_t n)
 /* the merge priority of the token with these bytes, NO_RANK if none */
 static inline uint32_t rank_of(const bpe *b, const uint8_t *p, size_t n)
 {
+	if (n == 2)
+		return b->rank2[p[0] << 8 | p[1]];
 	uint32_t id = find(b, p, n);
 	return (id == NO_RANK || !b->rank) ? id : b->rank[id];
 }
 
-static void insert(bpe *b, uint64_t h, uint32_t id)
+static void insert(bpe *b, slot s)
 {
-	size_t i = h & (b->cap - 1);
+	size_t i = home(b, s.key, s.n);
 	while (b->t[i].id != NO_RANK)
 		i = (i + 1) & (b->cap - 1);
-	b->t[i] = (slot){h, id};
+	b->t[i] = s;
 	b->n++;
 }
 
@@ -214,14 +266,14 @@ static void add_token(bpe *b, const uint8_t *p, size_t n, uint32_t id)
 		b->n = 0;
 		for (size_t k = 0; k < oc; k++)
 			if (old[k].id != NO_RANK)
-				insert(b, old[k].h, old[k].id);
+				insert(b, old[k]);
 		free(old);
 	}
 	grow_ids(b, id + 1);
 	b->off[id] = (uint32_t)b->pool.len;
 	b->len[id] = (uint32_t)n;
 	buf_append(&b->pool, p, n);
-	insert(b, XXH3_64bits(p, n), id);
+	insert(b, (slot){key_of(p, n), id, (uint32_t)n});
 }
 
 static int b64val(int c)
@@ -256,6 +308,17 @@ static int b64decode(const char *s, size_t n, buf *out)
 }
 
 static int compile_pattern(bpe *b, const char *pattern, mvl_err *err);
+
+/* fills rank2 once every token is in (256 KiB, stays in L2) */
+static void index_pairs(bpe *b)
+{
+	b->rank2 = xmalloc(65536 * sizeof *b->rank2);
+	for (int i = 0; i < 65536; i++) {
+		uint8_t two[2] = {(uint8_t)(i >> 8), (uint8_t)i};
+		uint32_t id = find(b, two, 2);
+		b->rank2[i] = (id == NO_RANK || !b->rank) ? id : b->rank[id];
+	}
+}
 
 bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 {
@@ -303,6 +366,8 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 	}
 	if (rc == 0)
 		rc = compile_pattern(b, pattern, err);
+	if (rc == 0)
+		index_pairs(b);
 	buf_free(&file);
 	buf_free(&tok);
 	if (rc) {
@@ -377,6 +442,7 @@ void *bpe_compile_pattern(const char *pattern, mvl_err *err)
 static int compile_pattern(bpe *b, const char *pattern, mvl_err *err)
 {
 	b->re = bpe_compile_pattern(pattern, err);
+	b->pt = b->re ? pretok_new(pattern) : NULL;
 	return b->re ? 0 : -1;
 }
 
@@ -533,8 +599,10 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 		if (find(b, &byte, 1) == NO_RANK)
 			rc = mvl_errf(err, "'%s': no token for byte 0x%02x (not a byte-level BPE)", path, c);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = compile_pattern(b, pattern, err);
+		index_pairs(b);
+	}
 	/* added tokens: specials (and any other text tokens) by their ids */
 	json_t *added = json_object_get(root, "added_tokens");
 	size_t ai;
@@ -574,8 +642,10 @@ void bpe_free(bpe *b)
 	free(b->off);
 	free(b->len);
 	free(b->rank);
+	free(b->rank2);
 	free(b->t);
 	pcre2_code_free(b->re);
+	pretok_free(b->pt);
 	for (int i = 0; i < b->nspecial; i++)
 		free(b->special[i].text);
 	free(b->special);
@@ -810,6 +880,17 @@ size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n,
 {
 	size_t before = *len, pos = 0;
 	const uint8_t *t = (const uint8_t *)text;
+	if (b->pt) {
+		while (pos < n) {
+			size_t s, e = pretok_next(b->pt, t, n, pos, &s);
+			if (s > pos)
+				encode_piece(b, c, t + pos, s - pos, ids, cap, len);
+			if (e > s)
+				encode_piece(b, c, t + s, e - s, ids, cap, len);
+			pos = e;
+		}
+		return *len - before;
+	}
 	while (pos < n) {
 		int rc = pcre2_match(b->re, (PCRE2_SPTR)text, n, pos, 0, c->md, NULL);
 		size_t s = n, e = n;

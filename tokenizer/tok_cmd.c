@@ -65,19 +65,27 @@ static bpe *load(const tok_opts *o, mvl_err *err)
 
 static void print_ids(FILE *out, const uint32_t *ids, size_t n)
 {
-	char num[16];
+	/* by hand into a block, written in one go: stdio per id was a fifth of
+	 * encoding time for a text dump */
+	char blk[1 << 14];
+	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		/* by hand: printf per id is the slow part of a text dump */
-		char *e = num + sizeof num, *p = e;
+		if (k > sizeof blk - 12) {
+			fwrite(blk, 1, k, out);
+			k = 0;
+		}
+		char num[10], *e = num + sizeof num, *p = e;
 		uint32_t v = ids[i];
 		do
 			*--p = (char)('0' + v % 10);
 		while (v /= 10);
 		if (i)
-			fputc(' ', out);
-		fwrite(p, 1, (size_t)(e - p), out);
+			blk[k++] = ' ';
+		memcpy(blk + k, p, (size_t)(e - p));
+		k += (size_t)(e - p);
 	}
-	fputc('\n', out);
+	blk[k++] = '\n';
+	fwrite(blk, 1, k, out);
 }
 
 /* ids in the chosen form: text (space-separated, one line), u32 (little
