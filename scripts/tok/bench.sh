@@ -4,7 +4,10 @@
 # WASM) and js-tiktoken in the same run, on a multilingual corpus of 20 MB
 # (scripts/tok/make_corpus.py --profile bench), for cl100k_base and gpt2;
 # checks that mvl's ids on it are tiktoken's; then the worst case, one 1 MB
-# piece with no pre-token boundary ('a' * 10^6, U+1F600 repeated).
+# piece with no pre-token boundary ('a' * 10^6, U+1F600 repeated); and the
+# scaling of `mvl tok count` from 1 to 2 threads on the corpus cut into
+# ~2 kB documents (a sample stream).  Ratios are printed against the goals
+# (5x tiktoken's single-thread MB/s; >= 1.7x on 2 threads).
 #
 # Usage: scripts/tok/bench.sh [-m MVL] [-s SIZE] [-e "cl100k_base gpt2"]
 #                             [-c CAP_SECONDS] [-d WORKDIR] [--no-worst]
@@ -58,11 +61,39 @@ for e in $ENCS; do
 	R="$WORK/ranks/$e.tiktoken"
 	# shellcheck disable=SC2086
 	s=$(best3 "$WORK/mvl.$e.ids" "$MVL" tok encode --tiktoken "$R" --encoding "$e" $SPECIAL "$C") || { echo "mvl failed"; exit 1; }
-	echo "mvl $e: $(echo "$BYTES $s" | awk '{printf "%.2f MB/s (%.3f s)", $1/1e6/$2, $2}')"
-	node scripts/tok/ref_encode.js --bench "$C" --encoding "$e" || exit 1
+	mine=$(echo "$BYTES $s" | awk '{printf "%.2f", $1/1e6/$2}')
+	echo "mvl $e: $mine MB/s ($s s)"
+	node scripts/tok/ref_encode.js --bench "$C" --encoding "$e" > "$WORK/ref.bench" || exit 1
+	cat "$WORK/ref.bench"
+	theirs=$(awk '/^tiktoken@/ {print $3; exit}' "$WORK/ref.bench")
+	echo "$mine $theirs $e" | awk '{r=$1/$2; printf "ratio mvl/tiktoken %s: %.2fx (goal 5x: %s)\n", $3, r, (r >= 5 ? "PASS" : "MISS")}'
 	node scripts/tok/ref_encode.js --encoding "$e" --whole -o "$WORK/ref.$e.ids" "$C" || exit 1
 	$PY scripts/tok/compare_ids.py "$WORK/ref.$e.ids" "$WORK/mvl.$e.ids" --show 1 --name "bench-corpus-ids-$e" || fail=1
 done
+
+# two threads on a stream of documents
+D="$WORK/docs.tar"
+[ -s "$D" ] || $PY - "$C" "$D" <<'PYEOF' || exit 1
+import io, sys, tarfile
+data = open(sys.argv[1], "rb").read()
+with tarfile.open(sys.argv[2] + ".tmp", "w", format=tarfile.USTAR_FORMAT) as out:
+    i = k = 0
+    while i < len(data):
+        j = data.find(b"\n", i + 2000)
+        j = len(data) if j < 0 else j + 1
+        ti = tarfile.TarInfo("%08d.txt" % k)
+        ti.size = j - i
+        out.addfile(ti, io.BytesIO(data[i:j]))
+        i, k = j, k + 1
+import os
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+PYEOF
+e=$(echo $ENCS | cut -d' ' -f1)
+# shellcheck disable=SC2086
+t1=$(best3 /dev/null "$MVL" tok count -j1 --tiktoken "$WORK/ranks/$e.tiktoken" --encoding "$e" $SPECIAL "$D" 2>/dev/null)
+# shellcheck disable=SC2086
+t2=$(best3 /dev/null "$MVL" tok count -j2 --tiktoken "$WORK/ranks/$e.tiktoken" --encoding "$e" $SPECIAL "$D" 2>/dev/null)
+echo "$t1 $t2 $e $BYTES" | awk '{r=$1/$2; printf "tok count %s, %d MB stream of ~2 kB documents: -j1 %.3f s (%.1f MB/s), -j2 %.3f s (%.1f MB/s): scaling %.2fx (goal 1.7x: %s)\n", $3, $4/1e6, $1, $4/1e6/$1, $2, $4/1e6/$2, r, (r >= 1.7 ? "PASS" : "MISS")}'
 
 if [ "$WORST" = 1 ]; then
 	echo "worst case: one 1 MB piece"
