@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 #include <xxhash.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -35,6 +37,7 @@ struct bpe {
 			     * NO_RANK: every merge starts with these */
 	size_t cap, n;
 	pcre2_code *re;
+	const UNormalizer2 *norm; /* tokenizer.json's NFC/NFD/NFKC/NFKD, or NULL */
 	pretok *pt;         /* the same pattern without the regex engine, when
 			     * it is gpt2's or cl100k's (pretok.h) */
 	struct { char *text; uint32_t id; } *special;
@@ -55,6 +58,10 @@ typedef struct cache_ent {
 struct bpe_ctx {
 	pcre2_match_data *md;
 	cache_ent *cache;
+	/* normalizer scratch */
+	UChar *u16, *u16n;
+	size_t u16cap, u16ncap;
+	buf normed;
 	/* merge scratch */
 	uint32_t *start, *rank;
 	size_t cap;
@@ -446,6 +453,38 @@ static int compile_pattern(bpe *b, const char *pattern, mvl_err *err)
 	return b->re ? 0 : -1;
 }
 
+/* A tokenizer.json normalizer: null, one of the Unicode normal forms, or a
+ * Sequence holding one of them.  Anything else (Lowercase, Replace, Strip,
+ * Prepend...) would change ids if ignored, so it is refused by name. */
+static int hf_normalizer(json_t *n, const UNormalizer2 **out, mvl_err *err)
+{
+	*out = NULL;
+	if (!n || json_is_null(n))
+		return 0;
+	const char *type = json_string_value(json_object_get(n, "type"));
+	if (type && !strcmp(type, "Sequence")) {
+		json_t *list = json_object_get(n, "normalizers");
+		if (!json_is_array(list) || json_array_size(list) > 1)
+			return mvl_errf(err, "normalizer Sequence: only a sequence of one normal form is supported");
+		return hf_normalizer(json_array_get(list, 0), out, err);
+	}
+	UErrorCode st = U_ZERO_ERROR;
+	if (type && !strcmp(type, "NFC"))
+		*out = unorm2_getNFCInstance(&st);
+	else if (type && !strcmp(type, "NFD"))
+		*out = unorm2_getNFDInstance(&st);
+	else if (type && !strcmp(type, "NFKC"))
+		*out = unorm2_getNFKCInstance(&st);
+	else if (type && !strcmp(type, "NFKD"))
+		*out = unorm2_getNFKDInstance(&st);
+	else
+		return mvl_errf(err, "normalizer '%s' is not supported (NFC, NFD, NFKC, NFKD are)",
+				type ? type : "(no type)");
+	if (U_FAILURE(st) || !*out)
+		return mvl_errf(err, "normalizer %s: ICU: %s", type, u_errorName(st));
+	return 0;
+}
+
 /* The regex of the pre-tokenizer: ByteLevel (GPT-2's pattern when
  * use_regex) or a Sequence of Split(Regex) + ByteLevel(use_regex false). */
 static const char *hf_pattern(json_t *pre, mvl_err *err)
@@ -523,9 +562,8 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 		rc = mvl_errf(err, "'%s': model type '%s' is not BPE", path, mtype ? mtype : "null");
 	else if (!json_is_object(vocab) || !json_is_array(merges))
 		rc = mvl_errf(err, "'%s': model.vocab or model.merges missing", path);
-	else if (json_is_object(json_object_get(root, "normalizer")))
-		rc = mvl_errf(err, "'%s': normalizer '%s' is not supported", path,
-			      json_string_value(json_object_get(json_object_get(root, "normalizer"), "type")));
+	else if (hf_normalizer(json_object_get(root, "normalizer"), &b->norm, err) != 0)
+		rc = mvl_errprefix(err, "'%s'", path);
 	else if (!(pattern = hf_pattern(json_object_get(root, "pre_tokenizer"), err)))
 		rc = mvl_errprefix(err, "'%s'", path);
 	/* vocab: byte-level strings -> ids */
@@ -693,6 +731,9 @@ void bpe_ctx_free(bpe_ctx *c)
 		return;
 	pcre2_match_data_free(c->md);
 	free(c->cache);
+	free(c->u16);
+	free(c->u16n);
+	buf_free(&c->normed);
 	free(c->start);
 	free(c->rank);
 	free(c->heap);
@@ -875,9 +916,56 @@ static void encode_piece(const bpe *b, bpe_ctx *c, const uint8_t *p, size_t n, u
 	}
 }
 
+/* Applies the tokenizer's normal form to text[0..n) unless it is plain
+ * ASCII (which every normal form leaves alone); the result lives in
+ * c->normed.  Invalid UTF-8 becomes U+FFFD first: Hugging Face tokenizers
+ * only ever see valid strings.  Text beyond ICU's int32 lengths (> 512 MB
+ * in one call) is left as it is. */
+static void normalize(const bpe *b, bpe_ctx *c, const char **text, size_t *n)
+{
+	size_t i = 0;
+	while (i < *n && !((unsigned char)(*text)[i] & 0x80))
+		i++;
+	if (i == *n || *n > INT32_MAX / 4)
+		return;
+	if (c->u16cap < *n + 1) {
+		c->u16cap = *n + 1;
+		c->u16 = xrealloc(c->u16, c->u16cap * sizeof *c->u16);
+	}
+	UErrorCode st = U_ZERO_ERROR;
+	int32_t l16 = 0, ln = 0, l8 = 0;
+	u_strFromUTF8WithSub(c->u16, (int32_t)c->u16cap, &l16, *text, (int32_t)*n, 0xFFFD, NULL, &st);
+	/* the normalized length is only known by trying: grow and repeat */
+	for (int round = 0; round < 2; round++) {
+		if (c->u16ncap < (size_t)l16 + 1 || (round && c->u16ncap < (size_t)ln + 1)) {
+			c->u16ncap = round ? (size_t)ln + 1 : 2 * (size_t)l16 + 16;
+			c->u16n = xrealloc(c->u16n, c->u16ncap * sizeof *c->u16n);
+		}
+		st = U_ZERO_ERROR;
+		ln = unorm2_normalize(b->norm, c->u16, l16, c->u16n, (int32_t)c->u16ncap, &st);
+		if (st != U_BUFFER_OVERFLOW_ERROR)
+			break;
+	}
+	if (U_FAILURE(st))
+		return; /* only out of memory inside ICU */
+	st = U_ZERO_ERROR;
+	u_strToUTF8(NULL, 0, &l8, c->u16n, ln, &st); /* the length */
+	c->normed.len = 0;
+	buf_reserve(&c->normed, (size_t)l8 + 1);
+	st = U_ZERO_ERROR;
+	u_strToUTF8((char *)c->normed.data, l8 + 1, &l8, c->u16n, ln, &st);
+	if (U_FAILURE(st))
+		return;
+	c->normed.len = (size_t)l8;
+	*text = (const char *)c->normed.data;
+	*n = (size_t)l8;
+}
+
 size_t bpe_encode_ordinary(const bpe *b, bpe_ctx *c, const char *text, size_t n, uint32_t **ids,
 			   size_t *cap, size_t *len)
 {
+	if (b->norm)
+		normalize(b, c, &text, &n);
 	size_t before = *len, pos = 0;
 	const uint8_t *t = (const uint8_t *)text;
 	if (b->pt) {

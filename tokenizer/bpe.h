@@ -36,8 +36,11 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err);
 /* bpe_load_hf() : a Hugging Face tokenizer.json of model type BPE with a
  * byte-level pre-tokenizer (ByteLevel, or Split(Regex) + ByteLevel), in
  * either merges format ("a b" or ["a", "b"]); the i-th merge's token gets
- * rank i, added_tokens become special tokens.  Normalizers and other
- * pre-tokenizers are refused with a message naming them. */
+ * rank i, added_tokens become special tokens.  A normalizer that is one
+ * Unicode normal form (NFC as Qwen2's, NFD, NFKC, NFKD; alone or as a
+ * one-step Sequence) is applied to the text between special tokens before
+ * pre-tokenization, invalid UTF-8 becoming U+FFFD first; other normalizers
+ * and pre-tokenizers are refused with a message naming them. */
 bpe *bpe_load_hf(const char *path, mvl_err *err);
 
 void bpe_free(bpe *b);

@@ -189,6 +189,50 @@ def _():
     expect(r.rc == 2 and b"line" in r.err, "truncated tokenizer.json: rc %d %r" % (r.rc, r.err))
 
 
+@check("hf_normalizers_applied")
+def _():
+    # Qwen2's tokenizer.json normalizes to NFC: decomposed input must give
+    # the ids of the composed text; NFKC folds compatibility forms; a
+    # normalizer mvl cannot apply is refused by name, never ignored
+    import json
+    d = S.dir("hfnorm")
+    base = os.path.join(d, "gpt2.json")
+    p = subprocess.run(["/usr/bin/python3", "scripts/tok/tiktoken_to_hf.py", os.path.join(RANKS, "gpt2.tiktoken"), base],
+                       cwd=ROOT, stderr=subprocess.PIPE, timeout=120)
+    eq(p.returncode, 0, "conversion: %s" % p.stderr[-300:])
+    tj = json.load(open(base))
+
+    def with_norm(name, norm):
+        tj["normalizer"] = norm
+        path = os.path.join(d, name + ".json")
+        json.dump(tj, open(path, "w"))
+        return path
+
+    def ids(path, text):
+        r = mvl("tok", "encode", "--hf", path, "--special-mode", "ordinary", input=text.encode())
+        eq(r.rc, 0, "encode with %s: %r" % (path, r.err[-200:]))
+        return r.out
+
+    plain = with_norm("none", None)
+    nfc = with_norm("nfc", {"type": "NFC"})
+    nfkc = with_norm("nfkc", {"type": "Sequence", "normalizers": [{"type": "NFKC"}]})
+    nfd = with_norm("nfd", {"type": "NFD"})
+    composed, decomposed = "caf\u00e9 \u00c5ngstr\u00f6m", "cafe\u0301 A\u030angstro\u0308m"
+    expect(ids(plain, composed) != ids(plain, decomposed), "the two spellings differ without a normalizer")
+    eq(ids(nfc, decomposed), ids(plain, composed), "NFC: decomposed text gets the composed ids")
+    eq(ids(nfd, composed), ids(plain, decomposed), "NFD: composed text gets the decomposed ids")
+    eq(ids(nfkc, "\ufb01le \uff21\u2460"), ids(plain, "file A1"), "NFKC: ligature, fullwidth, circled digit folded")
+    eq(ids(nfc, "plain ascii"), ids(plain, "plain ascii"), "NFC leaves ASCII alone")
+    r = mvl("tok", "encode", "--hf", nfc, "--special-mode", "ordinary", input=b"a\xffb")
+    eq(r.out, ids(plain, "a\ufffdb"), "invalid UTF-8 under a normalizer becomes U+FFFD")
+    bad = with_norm("lower", {"type": "Lowercase"})
+    r = mvl("tok", "encode", "--hf", bad, input=b"x")
+    expect(r.rc == 2 and b"Lowercase" in r.err and b"lower.json" in r.err, "Lowercase refused by name: rc %d %r" % (r.rc, r.err))
+    bad = with_norm("seq2", {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]})
+    r = mvl("tok", "encode", "--hf", bad, input=b"x")
+    expect(r.rc == 2 and b"Sequence" in r.err, "a two-step Sequence refused: rc %d %r" % (r.rc, r.err))
+
+
 @check("special_tokens_allow_disallow_ordinary")
 def _():
     text = b"a <|endoftext|> b <|fim_prefix|>c"
