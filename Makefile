@@ -4,7 +4,7 @@
 CC      ?= gcc
 CXX     ?= g++
 PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib \
-           icu-uc icu-i18n libpcre2-8
+           icu-uc icu-i18n libpcre2-8 yaml-0.1
 CFLAGS  ?= -O2 -g
 # project flags apply whatever CFLAGS the command line sets (make asan)
 XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
@@ -37,7 +37,7 @@ $(B)/deps.mk: scripts/deps.sh Makefile
 
 $(B)/%.o: %.c $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -c $< -o $@
 
 $(B)/embed.c: $(DATA) scripts/embed.sh
 	@mkdir -p $(B)
@@ -48,7 +48,7 @@ $(B)/embed.o: $(B)/embed.c $(B)/deps.mk
 
 $(B)/%.o: %.cc $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -Itokenizer -c $< -o $@
+	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -Itokenizer -Imixers -c $< -o $@
 
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -61,7 +61,7 @@ mvl: $(B)/mvl
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
 tests: $(B)/mvl $(TESTBIN)
 

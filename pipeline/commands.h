@@ -13,5 +13,8 @@ int cmd_imgfilter(int argc, char **argv); /* filters/registry.c */
 int cmd_filter(int argc, char **argv);    /* filters/registry.c */
 int cmd_dedup(int argc, char **argv);     /* filters/registry.c */
 int cmd_tok(int argc, char **argv);       /* tokenizer/tok_cmd.c */
+int cmd_recipe(int argc, char **argv);    /* mixers/mix_cmd.c */
+int cmd_mix(int argc, char **argv);       /* mixers/mix_cmd.c */
+int cmd_pack(int argc, char **argv);      /* mixers/pack_cmd.c */
 
 #endif

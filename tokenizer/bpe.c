@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
@@ -669,6 +670,59 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 		bpe_free(b);
 		return NULL;
 	}
+	return b;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && !strcmp(s + n - k, suffix);
+}
+
+bpe *bpe_open(const char *path, const char *encoding, mvl_err *err)
+{
+	if (!ends_with(path, ".tiktoken"))
+		return bpe_load_hf(path, err);
+	/* `mvl tok train -o OUT` leaves OUT.json beside OUT.tiktoken */
+	char *meta = xstrdup(path);
+	strcpy(meta + strlen(meta) - strlen(".tiktoken"), ".json");
+	json_error_t je;
+	json_t *m = access(meta, F_OK) == 0 ? json_load_file(meta, 0, &je) : NULL;
+	if (access(meta, F_OK) == 0 && !m) {
+		mvl_errf(err, "'%s' line %d: %s", meta, je.line, je.text);
+		free(meta);
+		return NULL;
+	}
+	/* "pattern" (mvl tok train) or tiktoken's own name "pat_str" */
+	const char *pattern = !m ? bpe_pattern(encoding)
+			      : json_object_get(m, "pattern") ? json_string_value(json_object_get(m, "pattern"))
+							       : json_string_value(json_object_get(m, "pat_str"));
+	bpe *b = NULL;
+	if (!pattern)
+		mvl_errf(err, m ? "'%s': no \"pattern\" (or \"pat_str\") string" : "unknown encoding '%s'",
+			 m ? meta : encoding);
+	else
+		b = bpe_load_tiktoken(path, pattern, err);
+	if (b && !m && bpe_add_preset_specials(b, encoding, err) != 0) {
+		bpe_free(b);
+		b = NULL;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(b ? json_object_get(m, "special_tokens") : NULL, k, v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0x7FFFFFFF ||
+		    bpe_add_special(b, k, (uint32_t)json_integer_value(v), err) != 0) {
+			if (json_is_integer(v))
+				mvl_errprefix(err, "'%s'", meta);
+			else
+				mvl_errf(err, "'%s': special token '%s' has no valid id", meta, k);
+			bpe_free(b);
+			b = NULL;
+			break;
+		}
+	}
+	json_decref(m);
+	free(meta);
 	return b;
 }
 

@@ -43,6 +43,13 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err);
  * and pre-tokenizers are refused with a message naming them. */
 bpe *bpe_load_hf(const char *path, mvl_err *err);
 
+/* bpe_open() : a tokenizer file by its name: PATH.tiktoken (with the
+ * pattern and special tokens of PATH.json beside it, as `mvl tok train`
+ * writes them ("pattern") or tiktoken's exports ("pat_str"); else
+ * encoding's pattern and tiktoken's specials), anything
+ * else a tokenizer.json. */
+bpe *bpe_open(const char *path, const char *encoding, mvl_err *err);
+
 void bpe_free(bpe *b);
 
 /* bpe_add_special() : a special token (matched before pre-tokenization
