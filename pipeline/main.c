@@ -20,6 +20,7 @@ static const struct command {
 	{"ingest", cmd_ingest, "normalize images and captions from folders, JSONL or shards into a stream"},
 	{"ls", cmd_ls, "list samples: key, members, image format and size, caption length"},
 	{"mix", cmd_mix, "a stage's sample stream: sources interleaved by token weight, shuffled, from the seed"},
+	{"pack", cmd_pack, "pack a stage's stream into fixed-length sequences for the trainer"},
 	{"recipe", cmd_recipe, "check a recipe and print its resolved plan: tokens and epochs per source"},
 	{"shard", cmd_shard, "re-shard a stream into sized shards"},
 	{"tok", cmd_tok, "byte-level BPE tokenizer, identical to tiktoken: encode, decode"},
