@@ -18,7 +18,7 @@ static const char *conversations(const sample *s, buf *scratch, size_t *n, int *
 	json_error_t je;
 	json_t *root = json_loadb((const char *)j->data, j->size, 0, &je);
 	json_t *conv = json_object_get(root, "conversations");
-	if (!conv) {
+	if (!json_is_array(conv)) {
 		*bad = 1;
 		json_decref(root);
 		return NULL;
@@ -52,6 +52,16 @@ static int image_size(const layout *L, const member *m, int *h, int *w, reject_i
 	return 0;
 }
 
+/* a sample that trains nothing (an empty conversation, a user turn
+ * alone) is rejected, not packed */
+static int targets(const chat_seq *s, reject_info *rj)
+{
+	for (size_t i = 1; i < s->n; i++)
+		if (s->loss[i])
+			return 0;
+	return reject_set(rj, "no_target", s->n ? "no token carries loss (no assistant turn?)" : "no tokens");
+}
+
 int layout_sample(layout *L, const sample *s, int kind, chat_seq *out, const member **img, int *h, int *w,
 		  reject_info *rj)
 {
@@ -65,14 +75,20 @@ int layout_sample(layout *L, const sample *s, int kind, chat_seq *out, const mem
 	int bad = 0;
 	const char *conv = kind == SRC_CAPTIONS || kind == SRC_TEXT ? NULL : conversations(s, &L->scratch, &n, &bad);
 	if (bad)
-		return reject_set(rj, "bad_conversation", "KEY.json has \"conversations\" but does not parse");
+		return reject_set(rj, "bad_conversation", "KEY.json's \"conversations\" is not a JSON array of turns");
 	int rc;
 	if (conv) {
 		rc = chat_conversation(L->b, L->c, L->t, conv, n, *h, *w, out, &err);
 		if (rc)
 			return reject_set(rj, strstr(err.msg, "special token") ? "special_token" : "bad_conversation", "%s",
 					  err.msg);
-		return 0;
+		/* the image goes in the first user turn: without one it has no place */
+		size_t pads = 0;
+		for (size_t i = 0; *img && i < out->n; i++)
+			pads += out->ids[i] == L->t->image_pad;
+		if (*img && pads != image_tokens(*h, *w))
+			return reject_set(rj, "bad_conversation", "the image has no place: no user turn");
+		return targets(out, rj);
 	}
 	if (kind == SRC_CONVERSATIONS)
 		return reject_set(rj, "no_text", "no \"conversations\" in KEY.json");
@@ -82,5 +98,5 @@ int layout_sample(layout *L, const sample *s, int kind, chat_seq *out, const mem
 	rc = chat_caption(L->b, L->c, L->t, (const char *)txt->data, txt->size, *h, *w, out, &err);
 	if (rc)
 		return reject_set(rj, "special_token", "%s", err.msg);
-	return 0;
+	return targets(out, rj);
 }

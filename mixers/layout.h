@@ -31,8 +31,10 @@ typedef struct layout {
 /* layout_sample() : out is cleared and filled; *img gets the image member
  * (NULL when none) and *h x *w its size in the sequence (0 x 0 when none).
  * kind is a recipe SRC_* or -1 (from the content).
- * @return 0, or 1 with *rj: no_text, bad_conversation, special_token,
- * bad_image (the header cannot be read or smart_resize refuses it). */
+ * @return 0, or 1 with *rj: no_text, bad_conversation (malformed, or an
+ * image without a user turn to hold it), special_token, no_target (no
+ * token carries loss), bad_image (the header cannot be read or
+ * smart_resize refuses it). */
 int layout_sample(layout *L, const sample *s, int kind, chat_seq *out, const member **img, int *h, int *w,
 		  reject_info *rj);
 

@@ -111,10 +111,13 @@ static int recipe_check(const char *path, const char *tokfile, int count)
 			return 1;
 		}
 	}
-	printf("recipe %s: valid\nseed %llu\n", path, (unsigned long long)r->seed);
+	printf("recipe %s\nseed %llu\n", path, (unsigned long long)r->seed);
 	if (r->tok.file) {
-		printf("tokenizer: %s (%s pattern unless a .json beside it says otherwise)\n", r->tok.file,
-		       r->tok.encoding);
+		if (strlen(r->tok.file) > 9 && !strcmp(r->tok.file + strlen(r->tok.file) - 9, ".tiktoken"))
+			printf("tokenizer: %s (%s pattern unless a .json beside it says otherwise)\n", r->tok.file,
+			       r->tok.encoding);
+		else
+			printf("tokenizer: %s (Hugging Face tokenizer.json)\n", r->tok.file);
 	} else {
 		printf("tokenizer: trained, %d tokens, pattern %s, min frequency %d, on", r->tok.vocab, r->tok.pattern,
 		       r->tok.min_frequency);
@@ -167,7 +170,7 @@ static int recipe_check(const char *path, const char *tokfile, int count)
 				printf("  %-20s %7.2f%% %14llu %14llu %8.2f\n", r->src[i].name, 100 * st->weight[i],
 				       (unsigned long long)want, (unsigned long long)per, epochs);
 				if (!per) {
-					fprintf(stderr, "%s: error: stage '%s': source '%s' has no usable sample (%llu rejected)\n",
+					fprintf(stderr, "%s: stage '%s': source '%s' has no usable sample (%llu rejected)\n",
 						path, st->name, r->src[i].name, (unsigned long long)nr);
 					rc = 1;
 				} else if (epochs > r->max_epochs) {
@@ -196,6 +199,7 @@ static int recipe_check(const char *path, const char *tokfile, int count)
 	if (!b)
 		printf("\n(tokens per epoch not counted: %s)\n",
 		       count ? "no tokenizer file yet; pass --tokenizer FILE" : "--no-count");
+	printf("\n%s: %s\n", path, rc ? "INVALID (see the errors above)" : "valid");
 	(void)warnings;
 	bpe_free(b);
 	recipe_free(r);
@@ -248,8 +252,10 @@ typedef struct mix_cmd_opts {
 	int shuffle_buffer, quiet;
 } mix_cmd_opts;
 
-/* "emitted" of a manifest mvl mix wrote */
-static int resume_point(const char *path, const char *stage, uint64_t *skip, mvl_err *err)
+/* "emitted" (and "shards" written) of a manifest mvl mix wrote for this
+ * stage and seed */
+static int resume_point(const char *path, const char *stage, uint64_t seed, uint64_t *skip, int *shards,
+			mvl_err *err)
 {
 	json_error_t je;
 	json_t *m = json_load_file(path, 0, &je);
@@ -262,8 +268,13 @@ static int resume_point(const char *path, const char *stage, uint64_t *skip, mvl
 		rc = mvl_errf(err, "'%s': no \"emitted\" count (not a mix manifest?)", path);
 	else if (!st || strcmp(st, stage))
 		rc = mvl_errf(err, "'%s' records stage '%s', not '%s'", path, st ? st : "?", stage);
-	else
+	else if ((uint64_t)json_integer_value(json_object_get(m, "seed")) != seed)
+		rc = mvl_errf(err, "'%s' records seed %lld, the recipe says %llu: the streams would not continue each other",
+			      path, (long long)json_integer_value(json_object_get(m, "seed")), (unsigned long long)seed);
+	else {
 		*skip = (uint64_t)json_integer_value(e);
+		*shards = (int)json_integer_value(json_object_get(m, "shards"));
+	}
 	json_decref(m);
 	return rc;
 }
@@ -289,7 +300,8 @@ static int run_mix(const char *path, const mix_cmd_opts *o)
 		mvl_errf(&err, "%s has no stage '%s'", path, o->stage);
 		goto out;
 	}
-	if (o->resume && resume_point(o->resume, o->stage, &skip, &err) != 0)
+	int first_shard = 0;
+	if (o->resume && resume_point(o->resume, o->stage, r->seed, &skip, &first_shard, &err) != 0)
 		goto out;
 	if (!(b = load_tokenizer(r, o->tokenizer, &t, &err)))
 		goto out;
@@ -299,7 +311,9 @@ static int run_mix(const char *path, const mix_cmd_opts *o)
 		goto out;
 	if (!(log = rejects_open(o->rejects, &err)))
 		goto out;
-	writer_opts wo = {.pattern = o->output, .maxcount = o->maxcount, .maxsize = o->maxsize, .compress = o->compress};
+	/* a resumed run goes on numbering the shards after the earlier run's */
+	writer_opts wo = {.pattern = o->output, .maxcount = o->maxcount, .maxsize = o->maxsize, .compress = o->compress,
+			  .start = o->output ? first_shard : 0};
 	if (!(w = shard_writer_open(&wo, &err)))
 		goto out;
 	int k;
@@ -319,12 +333,20 @@ static int run_mix(const char *path, const mix_cmd_opts *o)
 	rc = 0;
 out:
 	mvl_err werr;
+	/* completed shards, and the open one close() completes */
+	int shards = w && o->output ? shard_writer_shards(w) + (shard_writer_samples(w) > 0) : 0;
 	if (w && shard_writer_close(w, rc == 0, &werr) != 0 && rc == 0) {
 		err = werr;
 		rc = 1;
 	}
 	if (rc == 0 && m) {
-		char *rep = mixer_report(m, o->quiet ? NULL : stderr);
+		char *text = mixer_report(m, o->quiet ? NULL : stderr);
+		/* the manifest also records the shards written, for --resume */
+		json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+		json_object_set_new(j, "shards", json_integer(first_shard + shards));
+		char *rep = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		json_decref(j);
+		free(text);
 		if (o->manifest) {
 			atomic_file af;
 			if (atomic_file_open(&af, o->manifest, &err) != 0) {

@@ -191,7 +191,7 @@ static uint64_t get_u64(ctx *c, const yaml_node_t *m, const char *key, uint64_t 
 	const char *s = scalar(n);
 	uint64_t v;
 	if (!s || parse_count(s, &v) != 0) {
-		bad(c, n, "'%s' must be a whole number (suffixes k M G, Ki Mi Gi allowed), not '%s'", key,
+		bad(c, n, "'%s' must be a whole number (suffixes k M G T, Ki Mi Gi Ti allowed), not '%s'", key,
 		    s ? s : "a list or mapping");
 		return def;
 	}
@@ -320,28 +320,43 @@ int parse_count(const char *s, uint64_t *out)
 {
 	if (!s)
 		return -1;
-	char *end;
 	while (isspace((unsigned char)*s))
 		s++;
-	if (*s == '-' || !*s)
+	if (!isdigit((unsigned char)*s) && *s != '.')
+		return -1; /* no sign, no hex, no words */
+	/* the number: whole numbers exactly (strtoull), fractions and
+	 * exponents ("1.5G", "2e6") through a double */
+	const char *p = s;
+	while (isdigit((unsigned char)*p))
+		p++;
+	int whole = *p != '.' && *p != 'e' && *p != 'E';
+	char *end;
+	errno = 0;
+	uint64_t iv = whole ? strtoull(s, &end, 10) : 0;
+	double dv = whole ? 0 : strtod(s, &end);
+	if (errno == ERANGE || (!whole && !isfinite(dv)))
 		return -1;
-	double v = strtod(s, &end);
-	double mult = 1;
+	uint64_t mult = 1;
 	if (*end == 'k' || *end == 'K' || *end == 'M' || *end == 'G' || *end == 'T') {
 		int bin = end[1] == 'i';
-		double base = bin ? 1024 : 1000;
+		uint64_t base = bin ? 1024 : 1000;
 		int pow = *end == 'T' ? 4 : *end == 'G' ? 3 : *end == 'M' ? 2 : 1;
-		mult = 1;
 		while (pow--)
 			mult *= base;
 		end += 1 + bin;
 	}
-	if (*end || !isfinite(v) || v < 0)
+	if (*end)
 		return -1;
-	v *= mult;
-	if (v >= 1.8e19 || v != floor(v))
+	if (whole) {
+		if (iv && mult > UINT64_MAX / iv)
+			return -1;
+		*out = iv * mult;
+		return 0;
+	}
+	dv *= (double)mult;
+	if (dv < 0 || dv >= 1.8e19 || dv != floor(dv))
 		return -1;
-	*out = (uint64_t)v;
+	*out = (uint64_t)dv;
 	return 0;
 }
 
@@ -368,12 +383,12 @@ static void resolve_all(const ctx *c, char **v, int n)
 	}
 }
 
-static void read_sources(ctx *c, recipe *r, const yaml_node_t *m)
+static void read_sources(ctx *c, recipe *r, const yaml_node_t *m, const yaml_node_t *root)
 {
 	static const char *const keys[] = {"kind", "shards", "filters", NULL};
 	snprintf(c->scope, sizeof c->scope, "sources");
 	if (!m) {
-		bad(c, NULL, "missing 'sources' (at least one source of samples)");
+		bad(c, root, "missing 'sources' (at least one source of samples)");
 		return;
 	}
 	if (check_map(c, m, "'sources'", NULL) != 0)
@@ -422,7 +437,7 @@ static int source_ref(ctx *c, const recipe *r, const yaml_node_t *n, const char 
 	return k;
 }
 
-static void read_tokenizer(ctx *c, recipe *r, const yaml_node_t *m)
+static void read_tokenizer(ctx *c, recipe *r, const yaml_node_t *m, const yaml_node_t *root)
 {
 	static const char *const keys[] = {"file", "encoding", "train", NULL};
 	static const char *const tkeys[] = {"vocab", "sources", "pattern", "min_frequency", "special", NULL};
@@ -430,7 +445,7 @@ static void read_tokenizer(ctx *c, recipe *r, const yaml_node_t *m)
 	rtokenizer *t = &r->tok;
 	snprintf(c->scope, sizeof c->scope, "tokenizer");
 	if (!m) {
-		bad(c, NULL, "missing 'tokenizer' (a file, or train settings)");
+		bad(c, root, "missing 'tokenizer' (a file, or train settings)");
 		return;
 	}
 	if (check_map(c, m, "'tokenizer'", keys) != 0)
@@ -446,11 +461,13 @@ static void read_tokenizer(ctx *c, recipe *r, const yaml_node_t *m)
 		t->file = resolve(c, f);
 	if (!tr)
 		return;
+	if (get(c, m, "encoding"))
+		warn(c, get(c, m, "encoding"), "'encoding' is ignored when training (train.pattern sets the pattern)");
 	snprintf(c->scope, sizeof c->scope, "tokenizer.train");
 	if (check_map(c, tr, "'train'", tkeys) != 0)
 		return;
 	t->vocab = (int)get_u64(c, tr, "vocab", 8192, 257, 1u << 20, 1);
-	t->min_frequency = (int)get_u64(c, tr, "min_frequency", 2, 1, UINT32_MAX, 0);
+	t->min_frequency = (int)get_u64(c, tr, "min_frequency", 2, 1, INT32_MAX, 0);
 	const char *pat = get_str(c, tr, "pattern", 0);
 	if (pat && !bpe_pattern(pat))
 		bad(c, get(c, tr, "pattern"), "'pattern' must be gpt2, r50k_base, cl100k_base or o200k_base, not '%s'", pat);
@@ -475,14 +492,20 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 					   "weight_decay", "grad_clip", "beta1", "beta2", "eps", "min_pixels",
 					   "max_pixels", "truncate", NULL};
 	static const char *const parts[] = {"projector", "vit", "llm", "all", NULL};
-	snprintf(c->scope, sizeof c->scope, "stage %d", index + 1);
 	st->weight = xcalloc((size_t)(r->nsrc ? r->nsrc : 1), sizeof *st->weight);
+	st->name = xstrdup("?");
+	/* the scope names the stage as soon as it is known */
+	const char *name = m && m->type == YAML_MAPPING_NODE ? scalar(get(c, m, "name")) : NULL;
+	if (name && *name)
+		snprintf(c->scope, sizeof c->scope, "stage '%s'", name);
+	else
+		snprintf(c->scope, sizeof c->scope, "stage %d", index + 1);
 	if (check_map(c, m, "a stage", keys) != 0)
 		return;
-	const char *name = get_str(c, m, "name", 1);
-	st->name = xstrdup(name ? name : "?");
+	name = get_str(c, m, "name", 1);
 	if (name) {
-		snprintf(c->scope, sizeof c->scope, "stage '%s'", name);
+		free(st->name);
+		st->name = xstrdup(name);
 		for (rstage *o = r->stage; o < st; o++)
 			if (!strcmp(o->name, name))
 				bad(c, get(c, m, "name"), "a stage called '%s' already exists", name);
@@ -558,10 +581,12 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 		for (int i = 0; sum > 0 && i < r->nsrc; i++)
 			st->weight[i] /= sum;
 	}
+	int e0 = c->errors;
 	st->lr = get_double(c, m, "lr", 3e-4, 0, 10);
 	st->min_lr = get_double(c, m, "min_lr", st->lr / 10, 0, 10);
-	if (st->min_lr > st->lr)
-		bad(c, get(c, m, "min_lr"), "'min_lr' %g is above 'lr' %g", st->min_lr, st->lr);
+	if (c->errors == e0 && st->min_lr > st->lr)
+		bad(c, get(c, m, "min_lr") ? get(c, m, "min_lr") : get(c, m, "lr"), "'min_lr' %g is above 'lr' %g%s",
+		    st->min_lr, st->lr, get(c, m, "min_lr") ? "" : " (min_lr's default)");
 	st->scheduler = get_enum(c, m, "lr_scheduler", sched_names, SCHED_COSINE, 0);
 	st->warmup_steps = get_u64(c, m, "warmup_steps", 0, 0, UINT32_MAX, 0);
 	st->decay_fraction = get_double(c, m, "decay_fraction", 0.1, 0, 1);
@@ -571,16 +596,24 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 	st->beta1 = get_double(c, m, "beta1", 0.9, 0, 0.999999);
 	st->beta2 = get_double(c, m, "beta2", 0.95, 0, 0.999999999);
 	st->eps = get_double(c, m, "eps", 1e-8, 0, 1);
+	e0 = c->errors;
 	st->min_pixels = get_u64(c, m, "min_pixels", 56 * 56, 28 * 28, (uint64_t)1 << 40, 0);
 	st->max_pixels = get_u64(c, m, "max_pixels", 28 * 28 * 1280, 28 * 28, (uint64_t)1 << 40, 0);
-	if (st->min_pixels > st->max_pixels)
-		bad(c, get(c, m, "min_pixels"), "'min_pixels' %llu is above 'max_pixels' %llu",
-		    (unsigned long long)st->min_pixels, (unsigned long long)st->max_pixels);
+	if (c->errors == e0 && st->min_pixels > st->max_pixels) {
+		yaml_node_t *at = get(c, m, "min_pixels") ? get(c, m, "min_pixels") : get(c, m, "max_pixels");
+		bad(c, at ? at : m, "'min_pixels' %llu%s is above 'max_pixels' %llu%s", (unsigned long long)st->min_pixels,
+		    get(c, m, "min_pixels") ? "" : " (the default)", (unsigned long long)st->max_pixels,
+		    get(c, m, "max_pixels") ? "" : " (the default)");
+	}
 	st->truncate = get_bool(c, m, "truncate", 1);
 	for (int i = 0; i < st->nseq; i++)
-		if (st->batch_tokens < (uint64_t)st->seq_len[i])
-			bad(c, get(c, m, "batch_tokens"), "'batch_tokens' %llu is less than one sequence (%d)",
-			    (unsigned long long)st->batch_tokens, st->seq_len[i]);
+		if (st->batch_tokens < (uint64_t)st->seq_len[i]) {
+			yaml_node_t *at = get(c, m, "batch_tokens") ? get(c, m, "batch_tokens") : get(c, m, "seq_len");
+			bad(c, at ? at : m, "'batch_tokens' %llu%s is less than one sequence (%d)",
+			    (unsigned long long)st->batch_tokens, get(c, m, "batch_tokens") ? "" : " (the default)",
+			    st->seq_len[i]);
+			break;
+		}
 }
 
 static void read_eval(ctx *c, recipe *r, const yaml_node_t *m)
@@ -658,8 +691,20 @@ recipe *recipe_load(const char *path, buf *diag, mvl_err *err)
 		fclose(f);
 		return NULL;
 	}
+	/* a second document would be ignored: refuse it */
+	yaml_document_t more;
+	int extra = 0;
+	if (yaml_parser_load(&parser, &more)) {
+		extra = yaml_document_get_root_node(&more) != NULL;
+		yaml_document_delete(&more);
+	}
 	yaml_parser_delete(&parser);
 	fclose(f);
+	if (extra) {
+		yaml_document_delete(&doc);
+		mvl_errf(err, "%s: more than one YAML document ('---'): a recipe is one document", path);
+		return NULL;
+	}
 
 	ctx c = {.path = path, .doc = &doc, .diag = diag};
 	recipe *r = xcalloc(1, sizeof *r);
@@ -671,8 +716,8 @@ recipe *recipe_load(const char *path, buf *diag, mvl_err *err)
 	} else if (check_map(&c, root, "the recipe", keys) == 0) {
 		r->seed = get_u64(&c, root, "seed", 0, 0, UINT64_MAX / 2, 0);
 		r->max_epochs = (int)get_u64(&c, root, "max_epochs", 10, 1, 1000000, 0);
-		read_sources(&c, r, get(&c, root, "sources"));
-		read_tokenizer(&c, r, get(&c, root, "tokenizer"));
+		read_sources(&c, r, get(&c, root, "sources"), root);
+		read_tokenizer(&c, r, get(&c, root, "tokenizer"), root);
 		yaml_node_t *st = get(&c, root, "stages");
 		*c.scope = 0;
 		if (!st || st->type != YAML_SEQUENCE_NODE ||

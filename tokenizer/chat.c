@@ -116,8 +116,9 @@ int chat_conversation(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char
 			break;
 		const char *s = json_string_value(v);
 		size_t len = json_string_length(v);
-		const char *ph = !placed && !assistant ? memmem(s, len, "<image>", 7) : NULL;
-		if (!placed && !assistant && !ph) {
+		int user = !strcmp(role, "user"); /* the image opens a user turn, never a system turn */
+		const char *ph = !placed && user ? memmem(s, len, "<image>", 7) : NULL;
+		if (!placed && user && !ph) {
 			image_block(t, img_h, img_w, out);
 			placed = 1;
 		}
