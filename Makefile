@@ -9,6 +9,10 @@ CFLAGS  ?= -O2 -g
 # project flags apply whatever CFLAGS the command line sets (make asan)
 XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
 B       ?= build
+# OpenBLAS built on OpenMP: the trainer's own loops are OpenMP, and two
+# thread pools spinning against each other cost half the time (perf).
+# The rpath pins it against the pthread build the alternatives prefer.
+OBLAS   := /usr/lib/$(shell $(CC) -print-multiarch)/openblas-openmp
 
 SRCDIRS := pipeline filters mixers tokenizer trainer
 SRCS    := $(filter-out pipeline/main.c,$(foreach d,$(SRCDIRS),$(wildcard $(d)/*.c)))
@@ -28,16 +32,17 @@ $(B)/deps.mk: scripts/deps.sh Makefile
 	@pkg-config --exists $(PKGS) 2>/dev/null && command -v /usr/bin/python3 >/dev/null \
 	  && [ -f /usr/include/cld2/public/compact_lang_det.h ] \
 	  && [ -d tests/node/node_modules/tiktoken ] \
-	  && /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || scripts/deps.sh
-	@echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))" > $@.tmp
-	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lcld2 -lstdc++ -lm -lpthread" >> $@.tmp
+	  && [ -f $(OBLAS)/pkgconfig/openblas.pc ] \
+	  && /usr/bin/python3 -c 'import PIL, numpy, torch' 2>/dev/null || scripts/deps.sh
+	@echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS)) $$(PKG_CONFIG_PATH=$(OBLAS)/pkgconfig pkg-config --cflags openblas)" > $@.tmp
+	@echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) $$(PKG_CONFIG_PATH=$(OBLAS)/pkgconfig pkg-config --libs openblas) -Wl,-rpath,$(OBLAS) -lcld2 -lstdc++ -lm -lpthread" >> $@.tmp
 	@mv $@.tmp $@
 
 -include $(B)/deps.mk
 
 $(B)/%.o: %.c $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -c $< -o $@
 
 $(B)/embed.c: $(DATA) scripts/embed.sh
 	@mkdir -p $(B)
@@ -48,7 +53,7 @@ $(B)/embed.o: $(B)/embed.c $(B)/deps.mk
 
 $(B)/%.o: %.cc $(B)/deps.mk
 	@mkdir -p $(dir $@)
-	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -Itokenizer -Imixers -c $< -o $@
+	$(CXX) $(CFLAGS) -Wall -Wextra -MMD -MP -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -c $< -o $@
 
 $(B)/libmvl.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -61,7 +66,7 @@ mvl: $(B)/mvl
 
 $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
 tests: $(B)/mvl $(TESTBIN)
 
@@ -79,6 +84,7 @@ bench: mvl
 	scripts/bench_filters.sh
 	scripts/bench_dedup.sh
 	scripts/tok/bench.sh
+	scripts/bench_pack.sh
 
 demo: mvl
 	scripts/demo.sh

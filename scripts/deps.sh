@@ -10,8 +10,8 @@ set -eu
 PKGS="build-essential pkg-config
 libarchive-dev libzstd-dev zstd zlib1g-dev
 libturbojpeg0-dev libwebp-dev libspng-dev libpng-dev
-libicu-dev libpcre2-dev libopenblas-dev libopenmpi-dev openmpi-bin
-libyaml-dev libjansson-dev libxxhash-dev libcld2-dev
+libicu-dev libpcre2-dev libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin
+libyaml-dev libjansson-dev libxxhash-dev libcld2-dev python3-torch
 python3 python3-pil python3-numpy
 nodejs npm"
 
