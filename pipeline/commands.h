@@ -16,5 +16,6 @@ int cmd_tok(int argc, char **argv);       /* tokenizer/tok_cmd.c */
 int cmd_recipe(int argc, char **argv);    /* mixers/mix_cmd.c */
 int cmd_mix(int argc, char **argv);       /* mixers/mix_cmd.c */
 int cmd_pack(int argc, char **argv);      /* mixers/pack_cmd.c */
+int cmd_train(int argc, char **argv);     /* trainer/train_cmd.c */
 
 #endif

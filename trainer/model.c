@@ -1,0 +1,736 @@
+/* model.c: the vision-language model of model.h, forward and backward,
+ * composed from the kernels of ops.h. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+enum { PATCH = 14, PATCH_IN = 3 * 14 * 14, LOGIT_ROWS = 256 };
+
+int model_preset(const char *name, model_config *c)
+{
+	if (!strcmp(name, "tiny")) {
+		*c = (model_config){192, 4, 3, 512, 256, 4, 4, 2, 688, 8192, 0, 1e-6f, 1e6f, 1e4f, 112, 256, 8};
+		return 0;
+	}
+	if (!strcmp(name, "micro")) { /* for tests: seconds, not minutes */
+		*c = (model_config){32, 1, 2, 64, 64, 2, 4, 2, 128, 512, 0, 1e-6f, 1e6f, 1e4f, 56, 64, 2};
+		return 0;
+	}
+	if (!strcmp(name, "small")) {
+		*c = (model_config){384, 6, 6, 1024, 512, 8, 8, 4, 1376, 32768, 0, 1e-6f, 1e6f, 1e4f, 224, 1024, 4};
+		return 0;
+	}
+	return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the tensor table */
+
+static void add(model *m, int part, int no_decay, int r, int c, const char *fmt, int i)
+{
+	mtensor *t = &m->t[m->nt++];
+	snprintf(t->name, sizeof t->name, fmt, i);
+	t->ndim = c ? 2 : 1;
+	t->shape[0] = r;
+	t->shape[1] = c;
+	t->n = (size_t)r * (size_t)(c ? c : 1);
+	t->off = m->nparams;
+	t->part = part;
+	t->no_decay = no_decay;
+	m->nparams += t->n;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* normal(0, 1) by Box-Muller */
+static double gauss(uint64_t *s)
+{
+	double u1 = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
+	double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+model *model_new(const model_config *c, uint64_t seed)
+{
+	model *m = xcalloc(1, sizeof *m);
+	m->c = *c;
+	int Dv = c->vit_dim, Fv = c->vit_mlp, D = c->dim, F = c->mlp, V = c->vocab;
+	int dh = D / c->heads;
+	m->t = xcalloc((size_t)(16 + 7 * c->vit_layers + 11 * c->layers), sizeof *m->t);
+	add(m, MPART_VIT, 0, Dv, PATCH_IN, "visual.patch_embed.proj.weight", 0);
+	for (int i = 0; i < c->vit_layers; i++) {
+		add(m, MPART_VIT, 1, Dv, 0, "visual.blocks.%d.norm1.weight", i);
+		add(m, MPART_VIT, 0, 3 * Dv, Dv, "visual.blocks.%d.attn.qkv.weight", i); /* q; k; v rows */
+		add(m, MPART_VIT, 0, Dv, Dv, "visual.blocks.%d.attn.proj.weight", i);
+		add(m, MPART_VIT, 1, Dv, 0, "visual.blocks.%d.norm2.weight", i);
+		add(m, MPART_VIT, 0, Fv, Dv, "visual.blocks.%d.mlp.gate_proj.weight", i);
+		add(m, MPART_VIT, 0, Fv, Dv, "visual.blocks.%d.mlp.up_proj.weight", i);
+		add(m, MPART_VIT, 0, Dv, Fv, "visual.blocks.%d.mlp.down_proj.weight", i);
+	}
+	add(m, MPART_PROJECTOR, 1, 4 * Dv, 0, "visual.merger.ln_q.weight", 0);
+	add(m, MPART_PROJECTOR, 0, 4 * Dv, 4 * Dv, "visual.merger.mlp.0.weight", 0);
+	add(m, MPART_PROJECTOR, 1, 4 * Dv, 0, "visual.merger.mlp.0.bias", 0);
+	add(m, MPART_PROJECTOR, 0, D, 4 * Dv, "visual.merger.mlp.2.weight", 0);
+	add(m, MPART_PROJECTOR, 1, D, 0, "visual.merger.mlp.2.bias", 0);
+	add(m, MPART_LLM, 1, V, D, "model.embed_tokens.weight", 0);
+	for (int i = 0; i < c->layers; i++) {
+		add(m, MPART_LLM, 1, D, 0, "model.layers.%d.input_layernorm.weight", i);
+		add(m, MPART_LLM, 0, c->heads * dh, D, "model.layers.%d.self_attn.q_proj.weight", i);
+		add(m, MPART_LLM, 0, c->kv_heads * dh, D, "model.layers.%d.self_attn.k_proj.weight", i);
+		add(m, MPART_LLM, 0, c->kv_heads * dh, D, "model.layers.%d.self_attn.v_proj.weight", i);
+		add(m, MPART_LLM, 0, D, c->heads * dh, "model.layers.%d.self_attn.o_proj.weight", i);
+		add(m, MPART_LLM, 1, dh, 0, "model.layers.%d.self_attn.q_norm.weight", i);
+		add(m, MPART_LLM, 1, dh, 0, "model.layers.%d.self_attn.k_norm.weight", i);
+		add(m, MPART_LLM, 1, D, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+		add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.gate_proj.weight", i);
+		add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.up_proj.weight", i);
+		add(m, MPART_LLM, 0, D, F, "model.layers.%d.mlp.down_proj.weight", i);
+	}
+	add(m, MPART_LLM, 1, D, 0, "model.norm.weight", 0);
+	if (!c->tied)
+		add(m, MPART_LLM, 0, V, D, "lm_head.weight", 0);
+	m->params = xmalloc(m->nparams * sizeof *m->params);
+	m->grads = xcalloc(m->nparams, sizeof *m->grads);
+	m->trainable = MPART_ALL;
+	uint64_t s = seed;
+	for (int i = 0; i < m->nt; i++) {
+		mtensor *t = &m->t[i];
+		float *p = m->params + t->off;
+		int bias = strstr(t->name, ".bias") != NULL, norm = t->ndim == 1 && !bias;
+		for (size_t k = 0; k < t->n; k++)
+			p[k] = bias ? 0.0f : norm ? 1.0f : (float)(0.02 * gauss(&s));
+	}
+	return m;
+}
+
+mtensor *model_tensor(model *m, const char *name)
+{
+	for (int i = 0; i < m->nt; i++)
+		if (!strcmp(m->t[i].name, name))
+			return &m->t[i];
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* activations: one arena per step shape */
+
+typedef struct block_act {
+	float *x, *n1, *r1, *qraw, *qrs, *q, *kraw, *krs, *k, *v, *o, *lse, *xmid, *n2, *r2, *g, *u, *h;
+} block_act;
+
+typedef struct mact {
+	float *arena;
+	size_t cap, used;
+	size_t n, np, nm;        /* LLM rows, patch rows, merged rows */
+	float *patches;
+	block_act *vb, *lb;
+	float *vout;             /* ViT output [np, Dv] */
+	float *mcat, *mn, *mr, *f1, *gl, *mout;
+	float *xf, *nf, *rf;     /* LLM output, final norm */
+	float *vang, *lang;
+	attn_seg *vseg, *lseg;
+	int nvseg, nlseg;
+	int32_t *target;         /* [n]: id predicted at row r, -1 none */
+	size_t *pad_row;         /* [nm]: LLM row of each merged token */
+} mact;
+
+/* the next n floats of the arena (64-byte aligned); with no arena yet,
+ * only counts (the measuring pass of act_layout) */
+static float *take(mact *a, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	float *p = a->arena ? a->arena + a->used : NULL;
+	a->used += n;
+	return p;
+}
+
+static void block_alloc(mact *a, block_act *b, size_t n, int d, int H, int Hkv, int dh, int f, int qknorm)
+{
+	int hq = H * dh, hkv = Hkv * dh;
+	b->x = take(a, n * d);
+	b->n1 = take(a, n * d);
+	b->r1 = take(a, n);
+	if (qknorm) {
+		b->qraw = take(a, n * hq);
+		b->qrs = take(a, n * H);
+		b->kraw = take(a, n * hkv);
+		b->krs = take(a, n * Hkv);
+	}
+	b->q = take(a, n * hq);
+	b->k = take(a, n * hkv);
+	b->v = take(a, n * hkv);
+	b->o = take(a, n * hq);
+	b->lse = take(a, n * H);
+	b->xmid = take(a, n * d);
+	b->n2 = take(a, n * d);
+	b->r2 = take(a, n);
+	b->g = take(a, n * f);
+	b->u = take(a, n * f);
+	b->h = take(a, n * f);
+}
+
+/* ---------------------------------------------------------------------- */
+/* one transformer block */
+
+typedef struct block_w {
+	const float *norm1, *q, *k, *v, *o, *qn, *kn, *norm2, *gate, *up, *down;
+	float *dnorm1, *dq, *dk, *dv, *dout, *dqn, *dkn, *dnorm2, *dgate, *dup, *ddown;
+} block_w;
+
+typedef struct block_shape {
+	size_t n;
+	int d, H, Hkv, dh, f, qknorm;
+	float eps;
+	const float *ang;
+	const attn_seg *seg;
+	int nseg;
+} block_shape;
+
+/* x -> out; saves what the backward needs in b (b->x holds x) */
+static void block_fwd(const block_shape *s, const block_w *w, block_act *b, float *out, float *tmp)
+{
+	size_t n = s->n;
+	int hq = s->H * s->dh, hkv = s->Hkv * s->dh;
+	rmsnorm_fwd(b->n1, b->r1, b->x, w->norm1, (int)n, s->d, s->eps);
+	if (s->qknorm) {
+		linear_fwd(b->qraw, b->n1, w->q, (int)n, s->d, hq);
+		linear_fwd(b->kraw, b->n1, w->k, (int)n, s->d, hkv);
+		rmsnorm_fwd(b->q, b->qrs, b->qraw, w->qn, (int)n * s->H, s->dh, s->eps);
+		rmsnorm_fwd(b->k, b->krs, b->kraw, w->kn, (int)n * s->Hkv, s->dh, s->eps);
+	} else {
+		linear_fwd(b->q, b->n1, w->q, (int)n, s->d, hq);
+		linear_fwd(b->k, b->n1, w->k, (int)n, s->d, hkv);
+	}
+	linear_fwd(b->v, b->n1, w->v, (int)n, s->d, hkv);
+	rope_fwd(b->q, s->ang, (int)n, s->H, s->dh);
+	rope_fwd(b->k, s->ang, (int)n, s->Hkv, s->dh);
+	memset(b->o, 0, n * hq * sizeof *b->o); /* rows in no segment stay 0 */
+	attn_fwd(b->o, b->lse, b->q, b->k, b->v, s->seg, s->nseg, (int)n, s->H, s->Hkv, s->dh);
+	linear_fwd(tmp, b->o, w->o, (int)n, hq, s->d);
+	for (size_t i = 0; i < n * s->d; i++)
+		b->xmid[i] = b->x[i] + tmp[i];
+	rmsnorm_fwd(b->n2, b->r2, b->xmid, w->norm2, (int)n, s->d, s->eps);
+	linear_fwd(b->g, b->n2, w->gate, (int)n, s->d, s->f);
+	linear_fwd(b->u, b->n2, w->up, (int)n, s->d, s->f);
+	swiglu_fwd(b->h, b->g, b->u, n * s->f);
+	linear_fwd(tmp, b->h, w->down, (int)n, s->f, s->d);
+	for (size_t i = 0; i < n * s->d; i++)
+		out[i] = b->xmid[i] + tmp[i];
+}
+
+/* scratch for a block's backward, sized by the caller */
+typedef struct block_scratch {
+	float *dh, *dg, *du, *dn, *dq, *dk, *dv, *dqraw, *dkraw, *dattn;
+} block_scratch;
+
+/* dx: in, the gradient of the block's output; out, of its input */
+static void block_bwd(const block_shape *s, const block_w *w, const block_act *b, float *dx, block_scratch *t)
+{
+	size_t n = s->n;
+	int hq = s->H * s->dh, hkv = s->Hkv * s->dh;
+	/* mlp: out = xmid + down(swiglu(gate(n2), up(n2))) */
+	memset(t->dh, 0, n * s->f * sizeof(float));
+	linear_bwd(t->dh, w->ddown, dx, b->h, w->down, (int)n, s->f, s->d);
+	memset(t->dg, 0, n * s->f * sizeof(float));
+	memset(t->du, 0, n * s->f * sizeof(float));
+	swiglu_bwd(t->dg, t->du, t->dh, b->g, b->u, n * s->f);
+	memset(t->dn, 0, n * s->d * sizeof(float));
+	linear_bwd(t->dn, w->dgate, t->dg, b->n2, w->gate, (int)n, s->d, s->f);
+	linear_bwd(t->dn, w->dup, t->du, b->n2, w->up, (int)n, s->d, s->f);
+	rmsnorm_bwd(dx, w->dnorm2, t->dn, b->xmid, w->norm2, b->r2, (int)n, s->d); /* dx = d xmid */
+	/* attention: xmid = x + o_proj(attn(q, k, v)) */
+	memset(t->dattn, 0, n * hq * sizeof(float));
+	linear_bwd(t->dattn, w->dout, dx, b->o, w->o, (int)n, hq, s->d);
+	memset(t->dq, 0, n * hq * sizeof(float));
+	memset(t->dk, 0, n * hkv * sizeof(float));
+	memset(t->dv, 0, n * hkv * sizeof(float));
+	attn_bwd(t->dq, t->dk, t->dv, t->dattn, b->o, b->lse, b->q, b->k, b->v, s->seg, s->nseg, (int)n, s->H, s->Hkv,
+		 s->dh);
+	rope_bwd(t->dq, s->ang, (int)n, s->H, s->dh);
+	rope_bwd(t->dk, s->ang, (int)n, s->Hkv, s->dh);
+	float *dq = t->dq, *dk = t->dk;
+	if (s->qknorm) {
+		memset(t->dqraw, 0, n * hq * sizeof(float));
+		memset(t->dkraw, 0, n * hkv * sizeof(float));
+		rmsnorm_bwd(t->dqraw, w->dqn, t->dq, b->qraw, w->qn, b->qrs, (int)n * s->H, s->dh);
+		rmsnorm_bwd(t->dkraw, w->dkn, t->dk, b->kraw, w->kn, b->krs, (int)n * s->Hkv, s->dh);
+		dq = t->dqraw;
+		dk = t->dkraw;
+	}
+	memset(t->dn, 0, n * s->d * sizeof(float));
+	linear_bwd(t->dn, w->dq, dq, b->n1, w->q, (int)n, s->d, hq);
+	linear_bwd(t->dn, w->dk, dk, b->n1, w->k, (int)n, s->d, hkv);
+	linear_bwd(t->dn, w->dv, t->dv, b->n1, w->v, (int)n, s->d, hkv);
+	rmsnorm_bwd(dx, w->dnorm1, t->dn, b->x, w->norm1, b->r1, (int)n, s->d); /* dx = d x */
+}
+
+/* ---------------------------------------------------------------------- */
+/* weights of a block by name */
+
+static const float *P(model *m, const char *fmt, int i, float **grad, int need_grad)
+{
+	char name[64];
+	snprintf(name, sizeof name, fmt, i);
+	mtensor *t = model_tensor(m, name);
+	*grad = need_grad && (m->trainable & t->part) ? m->grads + t->off : NULL;
+	return m->params + t->off;
+}
+
+static block_w vit_w(model *m, int i, int g)
+{
+	block_w w = {0};
+	size_t dd = (size_t)m->c.vit_dim * m->c.vit_dim;
+	float *dqkv;
+	w.norm1 = P(m, "visual.blocks.%d.norm1.weight", i, &w.dnorm1, g);
+	w.q = P(m, "visual.blocks.%d.attn.qkv.weight", i, &dqkv, g); /* rows: q, then k, then v */
+	w.k = w.q + dd;
+	w.v = w.q + 2 * dd;
+	if (dqkv) {
+		w.dq = dqkv;
+		w.dk = dqkv + dd;
+		w.dv = dqkv + 2 * dd;
+	}
+	w.o = P(m, "visual.blocks.%d.attn.proj.weight", i, &w.dout, g);
+	w.norm2 = P(m, "visual.blocks.%d.norm2.weight", i, &w.dnorm2, g);
+	w.gate = P(m, "visual.blocks.%d.mlp.gate_proj.weight", i, &w.dgate, g);
+	w.up = P(m, "visual.blocks.%d.mlp.up_proj.weight", i, &w.dup, g);
+	w.down = P(m, "visual.blocks.%d.mlp.down_proj.weight", i, &w.ddown, g);
+	return w;
+}
+
+static block_w llm_w(model *m, int i, int g)
+{
+	block_w w = {0};
+	w.norm1 = P(m, "model.layers.%d.input_layernorm.weight", i, &w.dnorm1, g);
+	w.q = P(m, "model.layers.%d.self_attn.q_proj.weight", i, &w.dq, g);
+	w.k = P(m, "model.layers.%d.self_attn.k_proj.weight", i, &w.dk, g);
+	w.v = P(m, "model.layers.%d.self_attn.v_proj.weight", i, &w.dv, g);
+	w.o = P(m, "model.layers.%d.self_attn.o_proj.weight", i, &w.dout, g);
+	w.qn = P(m, "model.layers.%d.self_attn.q_norm.weight", i, &w.dqn, g);
+	w.kn = P(m, "model.layers.%d.self_attn.k_norm.weight", i, &w.dkn, g);
+	w.norm2 = P(m, "model.layers.%d.post_attention_layernorm.weight", i, &w.dnorm2, g);
+	w.gate = P(m, "model.layers.%d.mlp.gate_proj.weight", i, &w.dgate, g);
+	w.up = P(m, "model.layers.%d.mlp.up_proj.weight", i, &w.dup, g);
+	w.down = P(m, "model.layers.%d.mlp.down_proj.weight", i, &w.ddown, g);
+	return w;
+}
+
+/* y[r] += b (the merger's biases) */
+static void add_bias(float *y, const float *b, size_t n, int d)
+{
+	for (size_t r = 0; r < n; r++)
+		for (int j = 0; j < d; j++)
+			y[r * d + j] += b[j];
+}
+
+/* db += column sums of dy */
+static void bias_bwd(float *db, const float *dy, size_t n, int d)
+{
+	if (!db)
+		return;
+	for (size_t r = 0; r < n; r++)
+		for (int j = 0; j < d; j++)
+			db[j] += dy[r * d + j];
+}
+
+/* ---------------------------------------------------------------------- */
+/* the step */
+
+static int check_batch(const model *m, const mbatch *b, size_t *np, size_t *nm, mvl_err *err)
+{
+	size_t pads = 0, covered = 0;
+	*np = *nm = 0;
+	for (size_t r = 0; r < (size_t)b->B * b->L; r++) {
+		if (b->ids[r] >= (uint32_t)m->c.vocab)
+			return mvl_errf(err, "token id %u at row %zu is outside the model's vocabulary of %d (a "
+					     "tokenizer bigger than the model?)", b->ids[r], r, m->c.vocab);
+		pads += b->ids[r] == b->image_pad;
+	}
+	for (int k = 0; k < b->nimg; k++) {
+		const mimage *im = &b->img[k];
+		if (im->h <= 0 || im->w <= 0 || im->h % 28 || im->w % 28 || im->seq < 0 || im->seq >= b->B)
+			return mvl_errf(err, "image %d: %dx%d in sequence %d: sides must be positive multiples of 28", k,
+					im->w, im->h, im->seq);
+		size_t t = (size_t)(im->h / 28) * (size_t)(im->w / 28);
+		if (im->token < 0 || (size_t)im->token + t > (size_t)b->L)
+			return mvl_errf(err, "image %d: its %zu pads run past the sequence", k, t);
+		for (size_t i = 0; i < t; i++)
+			if (b->ids[(size_t)im->seq * b->L + im->token + i] != b->image_pad)
+				return mvl_errf(err, "image %d: token %zu of its block is not <|image_pad|>", k,
+						(size_t)im->token + i);
+		covered += t;
+		*nm += t;
+		*np += 4 * t;
+	}
+	if (covered != pads)
+		return mvl_errf(err, "%zu image pad tokens but the images cover %zu", pads, covered);
+	(void)m;
+	return 0;
+}
+
+static void act_layout(mact *a, const model_config *c, size_t n, size_t np, size_t nm)
+{
+	int Dv = c->vit_dim, D = c->dim, dhv = Dv / c->vit_heads, dh = D / c->heads;
+	for (int l = 0; l < c->vit_layers; l++)
+		block_alloc(a, &a->vb[l], np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0);
+	for (int l = 0; l < c->layers; l++)
+		block_alloc(a, &a->lb[l], n, D, c->heads, c->kv_heads, dh, c->mlp, 1);
+	a->patches = take(a, np * PATCH_IN);
+	a->vout = take(a, np * Dv);
+	a->mcat = take(a, nm * 4 * Dv);
+	a->mn = take(a, nm * 4 * Dv);
+	a->mr = take(a, nm);
+	a->f1 = take(a, nm * 4 * Dv);
+	a->gl = take(a, nm * 4 * Dv);
+	a->mout = take(a, nm * D);
+	a->xf = take(a, n * D);
+	a->nf = take(a, n * D);
+	a->rf = take(a, n);
+	a->vang = take(a, np * (dhv / 2));
+	a->lang = take(a, n * (dh / 2));
+}
+
+static int max3(int a, int b, int c)
+{
+	return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+int model_step(model *m, const mbatch *b, int backward, float scale, double *loss_sum, uint64_t *count, mvl_err *err)
+{
+	const model_config *c = &m->c;
+	size_t np, nm;
+	if (check_batch(m, b, &np, &nm, err) != 0)
+		return -1;
+	size_t n = (size_t)b->B * b->L;
+	int Dv = c->vit_dim, D = c->dim, dhv = Dv / c->vit_heads, dh = D / c->heads;
+	int hq = c->heads * dh, hkv = c->kv_heads * dh;
+	mact *a = m->act;
+	if (!a)
+		a = m->act = xcalloc(1, sizeof *a);
+	a->n = n;
+	a->np = np;
+	a->nm = nm;
+	free(a->vb);
+	free(a->lb);
+	a->vb = xcalloc((size_t)c->vit_layers + 1, sizeof *a->vb);
+	a->lb = xcalloc((size_t)c->layers + 1, sizeof *a->lb);
+	/* measure, (re)allocate, lay out */
+	float *keep = a->arena;
+	a->arena = NULL;
+	a->used = 0;
+	act_layout(a, c, n, np, nm);
+	size_t need = a->used;
+	a->arena = keep;
+	if (a->cap < need) {
+		free(a->arena);
+		a->arena = xmalloc(need * sizeof *a->arena);
+		a->cap = need;
+	}
+	a->used = 0;
+	act_layout(a, c, n, np, nm);
+	free(a->vseg);
+	free(a->lseg);
+	free(a->target);
+	free(a->pad_row);
+	a->vseg = xcalloc((size_t)b->nimg + 1, sizeof *a->vseg);
+	a->lseg = xcalloc(n + 1, sizeof *a->lseg);
+	a->target = xmalloc(n * sizeof *a->target);
+	a->pad_row = xmalloc((nm + 1) * sizeof *a->pad_row);
+
+	/* ---- vision ---- */
+	int *prow = xmalloc((np + 1) * sizeof *prow), *pcol = xmalloc((np + 1) * sizeof *pcol);
+	size_t p = 0, mk = 0;
+	a->nvseg = 0;
+	for (int k = 0; k < b->nimg; k++) {
+		const mimage *im = &b->img[k];
+		int ph = im->h / PATCH, pw = im->w / PATCH;
+		a->vseg[a->nvseg++] = (attn_seg){(int)p, ph * pw, 0};
+		for (int r = 0; r < ph; r++)
+			for (int cc = 0; cc < pw; cc++, p++) {
+				float *v = a->patches + p * PATCH_IN;
+				for (int ch = 0; ch < 3; ch++)
+					for (int y = 0; y < PATCH; y++)
+						for (int x = 0; x < PATCH; x++)
+							v[ch * 196 + y * 14 + x] =
+								im->px[((size_t)(r * PATCH + y) * im->w + cc * PATCH + x) * 3 + ch] /
+									127.5f -
+								1.0f;
+				prow[p] = r;
+				pcol[p] = cc;
+			}
+		for (int t = 0; t < (im->h / 28) * (im->w / 28); t++)
+			a->pad_row[mk++] = (size_t)im->seq * b->L + im->token + t;
+	}
+	rope_angles_2d(a->vang, prow, pcol, (int)np, dhv, c->vit_rope_theta);
+	free(prow);
+	free(pcol);
+	int gvit = backward && (m->trainable & MPART_VIT), gproj = backward && (m->trainable & MPART_PROJECTOR);
+	int gllm = backward && (m->trainable & MPART_LLM);
+	size_t maxrows = np > n ? np : n;
+	int maxf = max3(c->vit_mlp, c->mlp, 4 * Dv);
+	int maxd = max3(Dv, D, 4 * Dv);
+	float *tmp = xmalloc(maxrows * (size_t)(maxd > hq ? maxd : hq) * sizeof *tmp + 64);
+	float *unused;
+	if (np) {
+		const float *pe = P(m, "visual.patch_embed.proj.weight", 0, &unused, 0);
+		float *x = c->vit_layers ? a->vb[0].x : a->vout;
+		linear_fwd(x, a->patches, pe, (int)np, PATCH_IN, Dv);
+		for (int l = 0; l < c->vit_layers; l++) {
+			block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
+					 a->vseg, a->nvseg};
+			block_w w = vit_w(m, l, 0);
+			block_fwd(&s, &w, &a->vb[l], l + 1 < c->vit_layers ? a->vb[l + 1].x : a->vout, tmp);
+		}
+		/* merger */
+		size_t q = 0, base = 0;
+		for (int k = 0; k < b->nimg; k++) {
+			int pw = b->img[k].w / PATCH, mh = b->img[k].h / 28, mw = b->img[k].w / 28;
+			for (int i = 0; i < mh; i++)
+				for (int j = 0; j < mw; j++, q++) {
+					size_t src[4] = {base + (size_t)(2 * i) * pw + 2 * j, base + (size_t)(2 * i) * pw + 2 * j + 1,
+							 base + (size_t)(2 * i + 1) * pw + 2 * j,
+							 base + (size_t)(2 * i + 1) * pw + 2 * j + 1};
+					for (int e = 0; e < 4; e++)
+						memcpy(a->mcat + q * 4 * Dv + (size_t)e * Dv, a->vout + src[e] * Dv, Dv * sizeof(float));
+				}
+			base += (size_t)(b->img[k].h / PATCH) * pw;
+		}
+		rmsnorm_fwd(a->mn, a->mr, a->mcat, P(m, "visual.merger.ln_q.weight", 0, &unused, 0), (int)nm, 4 * Dv,
+			    c->norm_eps);
+		linear_fwd(a->f1, a->mn, P(m, "visual.merger.mlp.0.weight", 0, &unused, 0), (int)nm, 4 * Dv, 4 * Dv);
+		add_bias(a->f1, P(m, "visual.merger.mlp.0.bias", 0, &unused, 0), nm, 4 * Dv);
+		gelu_fwd(a->gl, a->f1, nm * 4 * Dv);
+		linear_fwd(a->mout, a->gl, P(m, "visual.merger.mlp.2.weight", 0, &unused, 0), (int)nm, 4 * Dv, D);
+		add_bias(a->mout, P(m, "visual.merger.mlp.2.bias", 0, &unused, 0), nm, D);
+	}
+
+	/* ---- LLM ---- */
+	float *dE_ptr;
+	const float *E = P(m, "model.embed_tokens.weight", 0, &dE_ptr, gllm);
+	float *x0 = c->layers ? a->lb[0].x : a->xf;
+	embed_fwd(x0, E, b->ids, (int)n, D);
+	for (size_t t = 0; t < nm; t++)
+		memcpy(x0 + a->pad_row[t] * D, a->mout + t * D, D * sizeof(float));
+	rope_angles_1d(a->lang, b->pos, (int)n, dh, c->rope_theta);
+	a->nlseg = 0;
+	for (int s = 0; s < b->B; s++)
+		for (int r = 0; r < b->L;) {
+			size_t i = (size_t)s * b->L + r;
+			int e = r + 1;
+			while (e < b->L && b->seg[(size_t)s * b->L + e] == b->seg[i])
+				e++;
+			if (b->seg[i])
+				a->lseg[a->nlseg++] = (attn_seg){(int)i, e - r, 1};
+			r = e;
+		}
+	uint64_t cnt = 0;
+	for (int s = 0; s < b->B; s++)
+		for (int r = 0; r < b->L; r++) {
+			size_t i = (size_t)s * b->L + r;
+			int ok = r + 1 < b->L && b->seg[i] && b->seg[i + 1] == b->seg[i] && b->loss[i + 1];
+			a->target[i] = ok ? (int32_t)b->ids[i + 1] : -1;
+			cnt += ok;
+		}
+	block_shape ls = {n, D, c->heads, c->kv_heads, dh, c->mlp, 1, c->norm_eps, a->lang, a->lseg, a->nlseg};
+	for (int l = 0; l < c->layers; l++) {
+		block_w w = llm_w(m, l, 0);
+		block_fwd(&ls, &w, &a->lb[l], l + 1 < c->layers ? a->lb[l + 1].x : a->xf, tmp);
+	}
+	float *dnormf;
+	const float *wnf = P(m, "model.norm.weight", 0, &dnormf, gllm);
+	rmsnorm_fwd(a->nf, a->rf, a->xf, wnf, (int)n, D, c->norm_eps);
+	float *dhead;
+	const float *head = c->tied ? P(m, "model.embed_tokens.weight", 0, &dhead, gllm)
+				    : P(m, "lm_head.weight", 0, &dhead, gllm);
+	/* logits only for rows that predict something, LOGIT_ROWS at a time */
+	int need_dx = backward && (gllm || gproj || gvit);
+	float *dnf = need_dx ? xcalloc(n * D, sizeof *dnf) : NULL;
+	float *xs = xmalloc((size_t)LOGIT_ROWS * D * sizeof *xs), *logits = xmalloc((size_t)LOGIT_ROWS * c->vocab * sizeof *logits);
+	float *dxs = xmalloc((size_t)LOGIT_ROWS * D * sizeof *dxs);
+	size_t rows[LOGIT_ROWS];
+	int32_t tg[LOGIT_ROWS];
+	double total = 0;
+	for (size_t r = 0; r < n;) {
+		int k = 0;
+		for (; r < n && k < LOGIT_ROWS; r++)
+			if (a->target[r] >= 0) {
+				rows[k] = r;
+				tg[k] = a->target[r];
+				memcpy(xs + (size_t)k * D, a->nf + r * D, D * sizeof(float));
+				k++;
+			}
+		if (!k)
+			break;
+		linear_fwd(logits, xs, head, k, D, c->vocab);
+		total += xent_fwd_bwd(logits, tg, k, c->vocab, scale);
+		if (!backward)
+			continue;
+		if (need_dx) {
+			memset(dxs, 0, (size_t)k * D * sizeof *dxs);
+			linear_bwd(dxs, dhead, logits, xs, head, k, D, c->vocab);
+			for (int i = 0; i < k; i++)
+				memcpy(dnf + rows[i] * D, dxs + (size_t)i * D, D * sizeof(float));
+		}
+	}
+	free(xs);
+	free(logits);
+	free(dxs);
+	*loss_sum = total;
+	*count = cnt;
+	if (!need_dx) {
+		free(tmp);
+		return 0;
+	}
+
+	/* ---- backward ---- */
+	float *dx = xcalloc(n * D, sizeof *dx);
+	rmsnorm_bwd(dx, dnormf, dnf, a->xf, wnf, a->rf, (int)n, D);
+	free(dnf);
+	size_t sr = maxrows;
+	block_scratch bs;
+	bs.dh = xmalloc(sr * (size_t)maxf * sizeof(float));
+	bs.dg = xmalloc(sr * (size_t)maxf * sizeof(float));
+	bs.du = xmalloc(sr * (size_t)maxf * sizeof(float));
+	bs.dn = xmalloc(sr * (size_t)maxd * sizeof(float));
+	bs.dq = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
+	bs.dk = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
+	bs.dv = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
+	bs.dqraw = xmalloc(n * (size_t)hq * sizeof(float));
+	bs.dkraw = xmalloc(n * (size_t)hkv * sizeof(float));
+	bs.dattn = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
+	int into_vision = nm && (gproj || gvit);
+	for (int l = c->layers - 1; l >= 0; l--) {
+		block_w w = llm_w(m, l, 1);
+		block_bwd(&ls, &w, &a->lb[l], dx, &bs);
+	}
+	/* the embedding rows; image rows go to the merger */
+	float *dmout = into_vision ? xmalloc(nm * D * sizeof *dmout) : NULL;
+	for (size_t t = 0; t < nm; t++) {
+		if (dmout)
+			memcpy(dmout + t * D, dx + a->pad_row[t] * D, D * sizeof(float));
+		memset(dx + a->pad_row[t] * D, 0, D * sizeof(float));
+	}
+	if (dE_ptr)
+		embed_bwd(dE_ptr, dx, b->ids, (int)n, D);
+	free(dx);
+	if (into_vision) {
+		float *dw;
+		float *dgl = xcalloc(nm * 4 * Dv, sizeof *dgl), *df1 = xcalloc(nm * 4 * Dv, sizeof *df1);
+		float *dmn = xcalloc(nm * 4 * Dv, sizeof *dmn), *dmcat = xcalloc(nm * 4 * Dv, sizeof *dmcat);
+		P(m, "visual.merger.mlp.2.bias", 0, &dw, 1);
+		bias_bwd(dw, dmout, nm, D);
+		const float *w2 = P(m, "visual.merger.mlp.2.weight", 0, &dw, 1);
+		linear_bwd(dgl, dw, dmout, a->gl, w2, (int)nm, 4 * Dv, D);
+		gelu_bwd(df1, dgl, a->f1, nm * 4 * Dv);
+		P(m, "visual.merger.mlp.0.bias", 0, &dw, 1);
+		bias_bwd(dw, df1, nm, 4 * Dv);
+		const float *w1 = P(m, "visual.merger.mlp.0.weight", 0, &dw, 1);
+		linear_bwd(dmn, dw, df1, a->mn, w1, (int)nm, 4 * Dv, 4 * Dv);
+		const float *wn = P(m, "visual.merger.ln_q.weight", 0, &dw, 1);
+		rmsnorm_bwd(dmcat, dw, dmn, a->mcat, wn, a->mr, (int)nm, 4 * Dv);
+		free(dgl);
+		free(df1);
+		free(dmn);
+		if (gvit) {
+			/* un-concatenate into the patch rows, then back through the ViT */
+			float *dv = xcalloc(np * Dv, sizeof *dv);
+			size_t q = 0, base = 0;
+			for (int k = 0; k < b->nimg; k++) {
+				int pw = b->img[k].w / PATCH, mh = b->img[k].h / 28, mw = b->img[k].w / 28;
+				for (int i = 0; i < mh; i++)
+					for (int j = 0; j < mw; j++, q++) {
+						size_t src[4] = {base + (size_t)(2 * i) * pw + 2 * j,
+								 base + (size_t)(2 * i) * pw + 2 * j + 1,
+								 base + (size_t)(2 * i + 1) * pw + 2 * j,
+								 base + (size_t)(2 * i + 1) * pw + 2 * j + 1};
+						for (int e = 0; e < 4; e++)
+							memcpy(dv + src[e] * Dv, dmcat + q * 4 * Dv + (size_t)e * Dv,
+							       Dv * sizeof(float));
+					}
+				base += (size_t)(b->img[k].h / PATCH) * pw;
+			}
+			for (int l = c->vit_layers - 1; l >= 0; l--) {
+				block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
+						 a->vseg, a->nvseg};
+				block_w w = vit_w(m, l, 1);
+				block_bwd(&s, &w, &a->vb[l], dv, &bs);
+			}
+			const float *pe = P(m, "visual.patch_embed.proj.weight", 0, &dw, 1);
+			linear_bwd(NULL, dw, dv, a->patches, pe, (int)np, PATCH_IN, Dv);
+			free(dv);
+		}
+		free(dmcat);
+		free(dmout);
+	}
+	free(bs.dh);
+	free(bs.dg);
+	free(bs.du);
+	free(bs.dn);
+	free(bs.dq);
+	free(bs.dk);
+	free(bs.dv);
+	free(bs.dqraw);
+	free(bs.dkraw);
+	free(bs.dattn);
+	free(tmp);
+	return 0;
+}
+
+double model_flops(const model *m, const mbatch *b)
+{
+	const model_config *c = &m->c;
+	double n = (double)b->B * b->L, np = 0;
+	for (int k = 0; k < b->nimg; k++)
+		np += (double)(b->img[k].h / PATCH) * (b->img[k].w / PATCH);
+	double Dv = c->vit_dim, D = c->dim, dh = D / c->heads;
+	double vit = np * (PATCH_IN * Dv + c->vit_layers * (4 * Dv * Dv + 3 * Dv * c->vit_mlp));
+	double merger = np / 4 * (16 * Dv * Dv + 4 * Dv * D);
+	double llm = n * (c->layers * (D * dh * (c->heads * 2 + c->kv_heads * 2) + 3 * D * c->mlp) + D * c->vocab);
+	/* attention scores and values: per segment len^2 * dh * heads * 2 (x 1/2 causal) */
+	double att = 0;
+	for (int k = 0; k < b->nimg; k++) {
+		double p = (double)(b->img[k].h / PATCH) * (b->img[k].w / PATCH);
+		att += c->vit_layers * 2 * p * p * Dv;
+	}
+	for (int s = 0; s < b->B; s++)
+		for (int r = 0; r < b->L;) {
+			int e = r + 1;
+			while (e < b->L && b->seg[(size_t)s * b->L + e] == b->seg[(size_t)s * b->L + r])
+				e++;
+			if (b->seg[(size_t)s * b->L + r])
+				att += c->layers * (double)(e - r) * (e - r) * D; /* 2 products, causal half */
+			r = e;
+		}
+	return 2 * (vit + merger + llm + att);
+}
+
+void model_free(model *m)
+{
+	if (!m)
+		return;
+	if (m->act) {
+		free(m->act->arena);
+		free(m->act->vb);
+		free(m->act->lb);
+		free(m->act->vseg);
+		free(m->act->lseg);
+		free(m->act->target);
+		free(m->act->pad_row);
+		free(m->act);
+	}
+	free(m->t);
+	free(m->params);
+	free(m->grads);
+	free(m);
+}

@@ -1,0 +1,138 @@
+/* model.h: the MindVL-shaped vision-language model, forward and backward.
+ *
+ * The math, exactly (tests/parity/model.py is the same in PyTorch):
+ *
+ * Vision.  An image of H x W pixels (multiples of 28) is cut into 14 x 14
+ * patches in row-major order; patch (r, c) becomes the vector of its
+ * pixels, channel-major ([c][y][x], 588 values), each value px/127.5 - 1,
+ * and patch_embed.proj (Linear 588 -> Dv, no bias) embeds it.  Blocks
+ * (pre-norm): x += attn(norm1(x)); x += mlp(norm2(x)), where attn is qkv
+ * (Linear Dv -> 3 Dv, no bias: rows q, then k, then v) and proj (Dv ->
+ * Dv), heads of dh = Dv / heads, 2D rotary embedding on q and k
+ * (rope_angles_2d with the patch's row and column, theta vit_rope_theta),
+ * full attention among the patches of the same image only; mlp is SwiGLU:
+ * down_proj(silu(gate_proj(x)) * up_proj(x)).
+ *
+ * Merger.  Patches (2i, 2j), (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1) are
+ * concatenated in that order (4 Dv), then RMSNorm over the 4 Dv (ln_q;
+ * note: Qwen2.5-VL normalizes each Dv patch before concatenating), mlp.0
+ * (Linear 4 Dv -> 4 Dv with bias), GELU (erf), mlp.2 (4 Dv -> D with bias):
+ * one LLM token per 2 x 2 patches, in row-major order of (i, j).
+ *
+ * LLM.  x = embed_tokens[ids]; the rows of <|image_pad|> tokens are
+ * replaced, in order, by the merger's outputs of the sequence's images in
+ * order.  Layers: x += self_attn(input_layernorm(x)); x +=
+ * mlp(post_attention_layernorm(x)).  self_attn: q_proj (D -> heads*dh),
+ * k_proj and v_proj (D -> kv_heads*dh), dh = D / heads, no biases;
+ * q_norm and k_norm are RMSNorms over dh (one weight vector of dh shared by
+ * all heads), applied per head before the rotary embedding
+ * (rope_angles_1d of the token's position, theta rope_theta); grouped-query
+ * attention, causal and within the token's segment only; o_proj (heads*dh
+ * -> D).  Then model.norm and the head: logits = x lm_head^T (lm_head =
+ * embed_tokens when tied).  RMSNorm eps is norm_eps everywhere.
+ *
+ * Loss.  Position r predicts token r+1 of the same segment where
+ * loss[r+1] == 1: cross-entropy summed over those and divided by their
+ * count over the whole (global) batch.
+ *
+ * Tensors: the Qwen2.5-VL / Qwen3 names (../shared/DESIGN.md), PyTorch
+ * [out, in] shapes, by part:
+ *   vit:       visual.patch_embed.proj.weight [Dv, 588];
+ *              visual.blocks.I.{norm1,norm2}.weight [Dv];
+ *              visual.blocks.I.attn.qkv.weight [3Dv, Dv], .proj.weight [Dv, Dv];
+ *              visual.blocks.I.mlp.{gate_proj,up_proj}.weight [Fv, Dv],
+ *              .down_proj.weight [Dv, Fv]
+ *   projector: visual.merger.ln_q.weight [4Dv];
+ *              visual.merger.mlp.0.weight [4Dv, 4Dv], .bias [4Dv];
+ *              visual.merger.mlp.2.weight [D, 4Dv], .bias [D]
+ *   llm:       model.embed_tokens.weight [V, D];
+ *              model.layers.I.{input_layernorm,post_attention_layernorm}.weight [D];
+ *              model.layers.I.self_attn.q_proj.weight [heads*dh, D],
+ *              .k_proj/.v_proj.weight [kv_heads*dh, D], .o_proj.weight
+ *              [D, heads*dh], .q_norm/.k_norm.weight [dh];
+ *              model.layers.I.mlp.{gate_proj,up_proj}.weight [F, D],
+ *              .down_proj.weight [D, F];
+ *              model.norm.weight [D]; lm_head.weight [V, D] unless tied.
+ * Initialization: norms 1, biases 0, everything else normal(0, 0.02) from
+ * the seed.
+ */
+#ifndef MVL_MODEL_H
+#define MVL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct model_config {
+	int vit_dim, vit_layers, vit_heads, vit_mlp;
+	int dim, layers, heads, kv_heads, mlp, vocab;
+	int tied;
+	float norm_eps, rope_theta, vit_rope_theta;
+	/* the preset's training shape (synthetic runs, defaults) */
+	int image, seq_len, batch;
+} model_config;
+
+/* model_preset() : "tiny" or "small" (the sizes the benchmark compares
+ * with PyTorch), or "micro" (for tests).  @return 0/-1. */
+int model_preset(const char *name, model_config *c);
+
+/* parts, as a recipe names them */
+enum { MPART_VIT = 1, MPART_PROJECTOR = 2, MPART_LLM = 4, MPART_ALL = 7 };
+
+typedef struct mtensor {
+	char name[64];
+	int ndim;
+	int shape[2];
+	size_t off, n;     /* in floats, into params (and grads / m / v) */
+	int part;          /* MPART_* */
+	int no_decay;      /* norms, biases, embeddings: no weight decay unless asked */
+} mtensor;
+
+typedef struct model {
+	model_config c;
+	mtensor *t;
+	int nt;
+	size_t nparams;
+	float *params;
+	float *grads;      /* nparams; only trainable tensors are written */
+	int trainable;     /* MPART_* mask */
+	struct mact *act;  /* activations of the last forward */
+} model;
+
+/* model_new() : the tensor table for c, parameters initialized from seed. */
+model *model_new(const model_config *c, uint64_t seed);
+void model_free(model *m);
+/* model_tensor() : by name, or NULL. */
+mtensor *model_tensor(model *m, const char *name);
+
+/* A batch: B sequences of L tokens as a pack holds them, and their images. */
+typedef struct mimage {
+	int seq;           /* which sequence */
+	int token;         /* index in it of the first image pad */
+	int h, w;          /* pixels, multiples of 28 */
+	const uint8_t *px; /* h * w * 3 RGB */
+} mimage;
+
+typedef struct mbatch {
+	int B, L;
+	const uint32_t *ids, *pos, *seg; /* [B * L] */
+	const uint8_t *loss;             /* [B * L] */
+	const mimage *img;
+	int nimg;
+	uint32_t image_pad;              /* the pad token's id */
+} mbatch;
+
+/* model_step() : forward; with backward, also adds every trainable
+ * tensor's gradient of (sum of losses) * scale into m->grads.
+ * *loss_sum gets the summed cross-entropy and *count the number of
+ * predicted tokens.  @return 0, or -1 with *err (pads and images
+ * disagree, an image of the wrong size ...). */
+int model_step(model *m, const mbatch *b, int backward, float scale, double *loss_sum, uint64_t *count,
+	       mvl_err *err);
+
+/* model_flops() : multiply-adds x 2 of one forward over the batch shape
+ * (for MFU: a training step is 3x). */
+double model_flops(const model *m, const mbatch *b);
+
+#endif

@@ -1,0 +1,171 @@
+/* train.c: AdamW state, schedules, model files and checkpoints. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "recipe.h"
+#include "safetensors.h"
+
+void adamw_init(adamw *o, const model *md)
+{
+	o->m = xcalloc((size_t)md->nt, sizeof *o->m);
+	o->v = xcalloc((size_t)md->nt, sizeof *o->v);
+	o->t = 0;
+	for (int i = 0; i < md->nt; i++)
+		if (md->trainable & md->t[i].part) {
+			o->m[i] = xcalloc(md->t[i].n, sizeof(float));
+			o->v[i] = xcalloc(md->t[i].n, sizeof(float));
+		}
+}
+
+void adamw_free(adamw *o, const model *md)
+{
+	for (int i = 0; o->m && i < md->nt; i++) {
+		free(o->m[i]);
+		free(o->v[i]);
+	}
+	free(o->m);
+	free(o->v);
+	o->m = o->v = NULL;
+}
+
+double sched_lr(const sched *s, int64_t step)
+{
+	if (s->warmup > 0 && step < s->warmup)
+		return s->lr * (double)(step + 1) / (double)s->warmup;
+	if (s->kind == SCHED_CONSTANT || s->total <= s->warmup)
+		return s->lr;
+	double span = (double)(s->total - s->warmup), at = (double)(step - s->warmup);
+	if (s->kind == SCHED_WSD) {
+		/* warmup, stable, then linear decay over the last decay_fraction */
+		double start = span * (1 - s->decay_fraction);
+		if (at < start || s->decay_fraction <= 0)
+			return s->lr;
+		double f = (at - start) / (span - start);
+		return s->lr + (s->min_lr - s->lr) * (f > 1 ? 1 : f);
+	}
+	double f = at / span;
+	if (f > 1)
+		f = 1;
+	return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1 + cos(M_PI * f));
+}
+
+/* ---------------------------------------------------------------------- */
+/* config */
+
+char *config_json(const model_config *c)
+{
+	json_t *j = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:f,s:i,s:i,s:i}", "vit_dim", c->vit_dim,
+			      "vit_layers", c->vit_layers, "vit_heads", c->vit_heads, "vit_mlp", c->vit_mlp, "dim", c->dim,
+			      "layers", c->layers, "heads", c->heads, "kv_heads", c->kv_heads, "mlp", c->mlp, "vocab",
+			      c->vocab, "tied", c->tied, "norm_eps", (double)c->norm_eps, "rope_theta",
+			      (double)c->rope_theta, "vit_rope_theta", (double)c->vit_rope_theta, "image", c->image,
+			      "seq_len", c->seq_len, "batch", c->batch);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	return s;
+}
+
+int config_parse(const char *text, model_config *c, mvl_err *err)
+{
+	json_error_t je;
+	json_t *j = json_loads(text ? text : "", 0, &je);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return mvl_errf(err, "model config: %s", j ? "not an object" : je.text);
+	}
+	struct {
+		const char *k;
+		int *v;
+		int lo;
+	} ints[] = {{"vit_dim", &c->vit_dim, 4},   {"vit_layers", &c->vit_layers, 0}, {"vit_heads", &c->vit_heads, 1},
+		    {"vit_mlp", &c->vit_mlp, 1},   {"dim", &c->dim, 4},               {"layers", &c->layers, 0},
+		    {"heads", &c->heads, 1},       {"kv_heads", &c->kv_heads, 1},     {"mlp", &c->mlp, 1},
+		    {"vocab", &c->vocab, 2},       {"tied", &c->tied, 0},             {"image", &c->image, 0},
+		    {"seq_len", &c->seq_len, 0},   {"batch", &c->batch, 0}};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0] && rc == 0; i++) {
+		json_t *v = json_object_get(j, ints[i].k);
+		if (!json_is_integer(v) || json_integer_value(v) < ints[i].lo || json_integer_value(v) > (1 << 24))
+			rc = mvl_errf(err, "model config: '%s' missing or out of range", ints[i].k);
+		else
+			*ints[i].v = (int)json_integer_value(v);
+	}
+	c->norm_eps = (float)json_number_value(json_object_get(j, "norm_eps"));
+	c->rope_theta = (float)json_number_value(json_object_get(j, "rope_theta"));
+	c->vit_rope_theta = (float)json_number_value(json_object_get(j, "vit_rope_theta"));
+	if (rc == 0 && (c->vit_dim % c->vit_heads || (c->vit_dim / c->vit_heads) % 4 || c->dim % c->heads ||
+			(c->dim / c->heads) % 2 || c->heads % c->kv_heads || !(c->norm_eps > 0) || !(c->rope_theta > 0) ||
+			!(c->vit_rope_theta > 0)))
+		rc = mvl_errf(err, "model config: inconsistent sizes (heads must divide widths, head dims even, "
+				   "the ViT's a multiple of 4)");
+	json_decref(j);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* model files */
+
+int model_save(const model *m, const char *path, mvl_err *err)
+{
+	st_tensor *t = xcalloc((size_t)m->nt, sizeof *t);
+	for (int i = 0; i < m->nt; i++) {
+		t[i].name = m->t[i].name;
+		t[i].ndim = m->t[i].ndim;
+		t[i].shape[0] = m->t[i].shape[0];
+		t[i].shape[1] = m->t[i].shape[1];
+		t[i].data = m->params + m->t[i].off;
+	}
+	char *cfg = config_json(&m->c);
+	const char *meta[] = {"format", "pt", "config", cfg, "producer", "mvl"};
+	int rc = st_write(path, t, m->nt, meta, 3, err);
+	free(cfg);
+	free(t);
+	return rc;
+}
+
+int model_load(model *m, const char *path, mvl_err *err)
+{
+	st_file *f = st_open(path, err);
+	if (!f)
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < m->nt && rc == 0; i++) {
+		const mtensor *mt = &m->t[i];
+		const st_tensor *t = st_get(f, mt->name);
+		if (!t)
+			rc = mvl_errf(err, "'%s' has no tensor '%s'", path, mt->name);
+		else if (t->ndim != mt->ndim || t->shape[0] != mt->shape[0] || (mt->ndim == 2 && t->shape[1] != mt->shape[1]))
+			rc = mvl_errf(err, "'%s': tensor '%s' has another shape than this model's", path, mt->name);
+		else
+			memcpy(m->params + mt->off, t->data, mt->n * sizeof(float));
+	}
+	st_close(f);
+	return rc;
+}
+
+model *model_load_new(const char *path, mvl_err *err)
+{
+	st_file *f = st_open(path, err);
+	if (!f)
+		return NULL;
+	model_config c = {0};
+	int rc = config_parse(st_meta(f, "config"), &c, err);
+	st_close(f);
+	if (rc != 0) {
+		mvl_errprefix(err, "'%s'", path);
+		return NULL;
+	}
+	model *m = model_new(&c, 0);
+	if (model_load(m, path, err) != 0) {
+		model_free(m);
+		return NULL;
+	}
+	return m;
+}

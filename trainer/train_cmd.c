@@ -1,0 +1,682 @@
+/* train_cmd.c: `mvl train`. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#include <jansson.h>
+#include <omp.h>
+
+#include "commands.h"
+#include "model.h"
+#include "opts.h"
+#include "ops.h"
+#include "packfile.h"
+#include "recipe.h"
+#include "safetensors.h"
+#include "train.h"
+
+typedef struct train_opts {
+	const char *preset, *recipe, *stage, *init, *output, *resume, *eval_pack, *trainable, *scheduler;
+	int synthetic, steps, threads, grad_accum, seq_len, batch, tied, save_every, eval_every, quiet, warmup, vocab;
+	uint64_t seed;
+	double lr, min_lr, weight_decay, grad_clip, beta1, beta2, eps, decay_fraction;
+	int decay_norms;
+} train_opts;
+
+/* ---------------------------------------------------------------------- */
+/* data */
+
+typedef struct batch_buf {
+	int B, L;
+	uint32_t *ids, *pos, *seg;
+	uint8_t *loss;
+	mimage *img;
+	int nimg, imgcap;
+	uint8_t **px; /* owned pixel buffers, one per image */
+} batch_buf;
+
+static void batch_alloc(batch_buf *b, int B, int L)
+{
+	size_t n = (size_t)B * L;
+	b->B = B;
+	b->L = L;
+	b->ids = xmalloc(n * sizeof *b->ids);
+	b->pos = xmalloc(n * sizeof *b->pos);
+	b->seg = xmalloc(n * sizeof *b->seg);
+	b->loss = xmalloc(n);
+}
+
+static void batch_clear_images(batch_buf *b)
+{
+	for (int i = 0; i < b->nimg; i++)
+		free(b->px[i]);
+	b->nimg = 0;
+}
+
+static void batch_free(batch_buf *b)
+{
+	batch_clear_images(b);
+	free(b->ids);
+	free(b->pos);
+	free(b->seg);
+	free(b->loss);
+	free(b->img);
+	free(b->px);
+}
+
+static uint8_t *batch_add_image(batch_buf *b, int seq, int token, int h, int w)
+{
+	if (b->nimg == b->imgcap) {
+		b->imgcap = b->imgcap ? 2 * b->imgcap : 8;
+		b->img = xrealloc(b->img, (size_t)b->imgcap * sizeof *b->img);
+		b->px = xrealloc(b->px, (size_t)b->imgcap * sizeof *b->px);
+	}
+	uint8_t *px = xmalloc((size_t)h * w * 3);
+	b->px[b->nimg] = px;
+	b->img[b->nimg++] = (mimage){seq, token, h, w, px};
+	return px;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9E3779B97F4A7C15ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* Synthetic sequence g: one image of the preset's size, then random text
+ * to the sequence's end; a function of (seed, g) only, so any split of the
+ * global batch (accumulation, ranks) sees the same data. */
+static void synth_seq(batch_buf *b, int s, uint64_t seed, uint64_t g, const model_config *c, uint32_t pad,
+		      uint32_t vstart, uint32_t vend)
+{
+	uint64_t st = mix64(seed ^ mix64(g + 1));
+	int L = b->L, side = c->image;
+	size_t base = (size_t)s * L;
+	int npad = (side / 28) * (side / 28), t = 0;
+	uint8_t *px = batch_add_image(b, s, 1, side, side);
+	for (size_t i = 0; i < (size_t)side * side * 3; i++) {
+		if (i % 8 == 0)
+			st = mix64(st);
+		px[i] = (uint8_t)(st >> (8 * (i % 8)));
+	}
+	b->ids[base + t++] = vstart;
+	for (int i = 0; i < npad; i++)
+		b->ids[base + t++] = pad;
+	b->ids[base + t++] = vend;
+	for (; t < L; t++) {
+		st = mix64(st);
+		b->ids[base + t] = (uint32_t)(st % (uint64_t)(c->vocab - 3));
+	}
+	for (int i = 0; i < L; i++) {
+		b->pos[base + i] = (uint32_t)i;
+		b->seg[base + i] = 1;
+		b->loss[base + i] = i > npad + 1;
+	}
+}
+
+/* sequences from packs, in order, wrapping */
+typedef struct pack_src {
+	pack_reader **r;
+	int n;
+	uint64_t total;
+} pack_src;
+
+static int pack_src_open(pack_src *p, char **paths, int n, uint32_t L, mvl_err *err)
+{
+	p->r = xcalloc((size_t)n, sizeof *p->r);
+	for (int i = 0; i < n; i++) {
+		p->r[i] = pack_open(paths[i], err);
+		if (!p->r[i])
+			return -1;
+		p->n++;
+		if (pack_seq_len(p->r[i]) != L)
+			return mvl_errf(err, "'%s' holds sequences of %u tokens, not %u", paths[i], pack_seq_len(p->r[i]), L);
+		p->total += pack_count(p->r[i]);
+	}
+	if (!p->total)
+		return mvl_errf(err, "the packs hold no sequence");
+	return 0;
+}
+
+static void pack_src_close(pack_src *p)
+{
+	for (int i = 0; i < p->n; i++)
+		pack_close(p->r[i]);
+	free(p->r);
+}
+
+static int pack_fill(pack_src *p, batch_buf *b, int s, uint64_t g, mvl_err *err)
+{
+	uint64_t k = g % p->total;
+	int f = 0;
+	while (k >= pack_count(p->r[f]))
+		k -= pack_count(p->r[f++]);
+	pack_seq q;
+	if (pack_read(p->r[f], k, &q, err) != 0)
+		return -1;
+	size_t base = (size_t)s * b->L;
+	memcpy(b->ids + base, q.ids, (size_t)b->L * 4);
+	memcpy(b->pos + base, q.pos, (size_t)b->L * 4);
+	memcpy(b->seg + base, q.seg, (size_t)b->L * 4);
+	memcpy(b->loss + base, q.loss, (size_t)b->L);
+	for (uint32_t i = 0; i < q.nimg; i++) {
+		uint8_t *px = batch_add_image(b, s, (int)q.img[i].token, (int)q.img[i].h, (int)q.img[i].w);
+		memcpy(px, q.img[i].px, (size_t)q.img[i].h * q.img[i].w * 3);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the machine's sgemm peak, for MFU */
+
+static double sgemm_peak(void)
+{
+	int n = 1024;
+	float *a = xcalloc((size_t)n * n, 4), *b = xcalloc((size_t)n * n, 4), *c = xcalloc((size_t)n * n, 4);
+	double best = 1e9;
+	for (int r = 0; r < 4; r++) {
+		double t0 = now_sec();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		double t = now_sec() - t0;
+		if (r && t < best)
+			best = t;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return 2.0 * n * n * n / best;
+}
+
+/* ---------------------------------------------------------------------- */
+/* checkpoints */
+
+static int write_json(const char *path, json_t *j, mvl_err *err)
+{
+	atomic_file af;
+	if (atomic_file_open(&af, path, err) != 0)
+		return -1;
+	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	fprintf(af.f, "%s\n", s);
+	free(s);
+	return atomic_file_commit(&af, err);
+}
+
+static int save_checkpoint(const char *out, const model *m, const adamw *o, int64_t step, uint64_t data_pos,
+			   json_t *losses, uint64_t skipped, mvl_err *err)
+{
+	buf dir = {0}, tmp = {0}, p = {0};
+	buf_printf(&dir, "%s/step-%08lld", out, (long long)step);
+	buf_printf(&tmp, "%s.tmp.%d", (char *)dir.data, (int)getpid());
+	int rc = -1;
+	if (mkdir((char *)tmp.data, 0755) != 0 && errno != EEXIST) {
+		mvl_errf(err, "cannot create '%s': %s", (char *)tmp.data, strerror(errno));
+		goto out;
+	}
+	buf_printf(&p, "%s/model.safetensors", (char *)tmp.data);
+	if (model_save(m, (char *)p.data, err) != 0)
+		goto out;
+	/* optimizer state of the trainable tensors */
+	st_tensor *t = xcalloc((size_t)m->nt * 2, sizeof *t);
+	char **names = xcalloc((size_t)m->nt * 2, sizeof *names);
+	int k = 0;
+	for (int i = 0; i < m->nt; i++) {
+		if (!o->m[i])
+			continue;
+		for (int w = 0; w < 2; w++) {
+			buf nb = {0};
+			buf_printf(&nb, "%s.%s", w ? "v" : "m", m->t[i].name);
+			names[k] = (char *)nb.data;
+			t[k] = (st_tensor){names[k], 1, {(int64_t)m->t[i].n}, w ? o->v[i] : o->m[i]};
+			k++;
+		}
+	}
+	p.len = 0;
+	buf_printf(&p, "%s/optim.safetensors", (char *)tmp.data);
+	int orc = st_write((char *)p.data, t, k, NULL, 0, err);
+	for (int i = 0; i < k; i++)
+		free(names[i]);
+	free(names);
+	free(t);
+	if (orc != 0)
+		goto out;
+	json_t *st = json_pack("{s:I,s:I,s:I,s:i,s:O,s:I}", "step", (json_int_t)step, "data_pos", (json_int_t)data_pos,
+			       "adam_t", (json_int_t)o->t, "trainable", m->trainable, "losses", losses, "skipped",
+			       (json_int_t)skipped);
+	p.len = 0;
+	buf_printf(&p, "%s/state.json", (char *)tmp.data);
+	int src = write_json((char *)p.data, st, err);
+	json_decref(st);
+	if (src != 0)
+		goto out;
+	if (rename((char *)tmp.data, (char *)dir.data) != 0) {
+		mvl_errf(err, "cannot rename '%s': %s", (char *)tmp.data, strerror(errno));
+		goto out;
+	}
+	/* "latest" names the newest complete checkpoint */
+	p.len = 0;
+	buf_printf(&p, "%s/latest", out);
+	atomic_file af;
+	if (atomic_file_open(&af, (char *)p.data, err) != 0)
+		goto out;
+	fprintf(af.f, "step-%08lld\n", (long long)step);
+	rc = atomic_file_commit(&af, err);
+out:
+	buf_free(&dir);
+	buf_free(&tmp);
+	buf_free(&p);
+	return rc;
+}
+
+/* the newest checkpoint directory of out, or out itself when it is a
+ * checkpoint (holds state.json) */
+static char *latest(const char *out, mvl_err *err)
+{
+	buf p = {0}, l = {0};
+	buf_printf(&p, "%s/state.json", out);
+	if (access((char *)p.data, F_OK) == 0) {
+		buf_free(&p);
+		return xstrdup(out);
+	}
+	p.len = 0;
+	buf_printf(&p, "%s/latest", out);
+	if (read_file((char *)p.data, 4096, &l, err) != 0) {
+		buf_free(&p);
+		return NULL;
+	}
+	while (l.len && (l.data[l.len - 1] == '\n' || l.data[l.len - 1] == '\r'))
+		l.len--;
+	p.len = 0;
+	buf_printf(&p, "%s/%.*s", out, (int)l.len, (char *)l.data);
+	buf_free(&l);
+	return (char *)p.data;
+}
+
+static int load_optim(const char *dir, const model *m, adamw *o, mvl_err *err)
+{
+	buf p = {0};
+	buf_printf(&p, "%s/optim.safetensors", dir);
+	st_file *f = st_open((char *)p.data, err);
+	buf_free(&p);
+	if (!f)
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < m->nt && rc == 0; i++) {
+		if (!o->m[i])
+			continue;
+		for (int w = 0; w < 2 && rc == 0; w++) {
+			char name[80];
+			snprintf(name, sizeof name, "%s.%s", w ? "v" : "m", m->t[i].name);
+			const st_tensor *t = st_get(f, name);
+			if (!t || t->ndim != 1 || (size_t)t->shape[0] != m->t[i].n)
+				rc = mvl_errf(err, "'%s': optimizer state '%s' missing or of another size", dir, name);
+			else
+				memcpy(w ? o->v[i] : o->m[i], t->data, m->t[i].n * sizeof(float));
+		}
+	}
+	st_close(f);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int parse_parts(const char *s, int *mask)
+{
+	*mask = 0;
+	while (s && *s) {
+		size_t n = strcspn(s, ",");
+		if (n == 3 && !strncmp(s, "vit", 3))
+			*mask |= MPART_VIT;
+		else if (n == 9 && !strncmp(s, "projector", 9))
+			*mask |= MPART_PROJECTOR;
+		else if (n == 3 && !strncmp(s, "llm", 3))
+			*mask |= MPART_LLM;
+		else if (n == 3 && !strncmp(s, "all", 3))
+			*mask |= MPART_ALL;
+		else
+			return -1;
+		s += n + (s[n] == ',');
+	}
+	return *mask ? 0 : -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static int run_train(train_opts *o, char **packs, int npacks)
+{
+	mvl_err err;
+	int rc = 1;
+	model *m = NULL;
+	recipe *r = NULL;
+	json_t *losses = json_array();
+	adamw opt = {0};
+	pack_src ps = {0};
+	batch_buf *bb = NULL;
+	FILE *metrics = NULL;
+	char *resume_dir = NULL;
+	double *step_tps = NULL;
+	model_config c;
+	sched sc = {o->lr, o->min_lr >= 0 ? o->min_lr : o->lr / 10, o->decay_fraction, o->warmup, o->steps, 0};
+	int parts = MPART_ALL;
+	uint64_t data_pos = 0, skipped = 0;
+	int64_t step0 = 0;
+	int L = 0, B = 0, K = 0; /* sequence length, micro-batch, accumulation */
+	if (!strcmp(o->scheduler, "wsd"))
+		sc.kind = SCHED_WSD;
+	else if (!strcmp(o->scheduler, "constant"))
+		sc.kind = SCHED_CONSTANT;
+	if (o->trainable && parse_parts(o->trainable, &parts) != 0) {
+		fprintf(stderr, "mvl train: --train takes vit, projector, llm or all, comma-separated\n");
+		return 2;
+	}
+	if (o->recipe) {
+		buf diag = {0};
+		r = recipe_load(o->recipe, &diag, &err);
+		if (diag.len)
+			fwrite(diag.data, 1, diag.len, stderr);
+		buf_free(&diag);
+		if (!r)
+			goto fail;
+		const rstage *st = o->stage ? recipe_stage(r, o->stage) : NULL;
+		if (!st) {
+			mvl_errf(&err, "--recipe needs --stage NAME (one of the recipe's stages)");
+			goto fail;
+		}
+		parts = (st->parts & PART_VIT ? MPART_VIT : 0) | (st->parts & PART_PROJECTOR ? MPART_PROJECTOR : 0) |
+			(st->parts & PART_LLM ? MPART_LLM : 0);
+		sc = (sched){st->lr, st->min_lr, st->decay_fraction, (int64_t)st->warmup_steps, 0, st->scheduler};
+		o->weight_decay = st->weight_decay;
+		o->grad_clip = st->grad_clip;
+		o->beta1 = st->beta1;
+		o->beta2 = st->beta2;
+		o->eps = st->eps;
+		if (!o->seq_len)
+			o->seq_len = st->seq_len[0];
+	}
+	/* the model: resumed, initialized from a checkpoint, or a preset */
+	if (o->resume) {
+		resume_dir = latest(o->resume, &err);
+		if (!resume_dir)
+			goto fail;
+		buf p = {0};
+		buf_printf(&p, "%s/model.safetensors", resume_dir);
+		m = model_load_new((char *)p.data, &err);
+		buf_free(&p);
+	} else if (o->init) {
+		struct stat st;
+		buf p = {0};
+		if (stat(o->init, &st) == 0 && S_ISDIR(st.st_mode)) {
+			char *l = latest(o->init, &err);
+			buf_printf(&p, "%s/model.safetensors", l ? l : o->init);
+			free(l);
+		} else {
+			buf_printf(&p, "%s", o->init);
+		}
+		m = model_load_new((char *)p.data, &err);
+		buf_free(&p);
+	} else {
+		if (model_preset(o->preset, &c) != 0) {
+			mvl_errf(&err, "unknown preset '%s' (tiny, small, micro)", o->preset);
+			goto fail;
+		}
+		if (o->tied >= 0)
+			c.tied = o->tied;
+		if (o->vocab > 0)
+			c.vocab = o->vocab;
+		m = model_new(&c, o->seed);
+	}
+	if (!m)
+		goto fail;
+	c = m->c;
+	L = o->seq_len ? o->seq_len : c.seq_len;
+	B = o->batch ? o->batch : c.batch;
+	K = o->grad_accum;
+	if (L < 16 || B < 1 || K < 1) {
+		mvl_errf(&err, "sequence length, batch and accumulation must be positive");
+		goto fail;
+	}
+	m->trainable = parts;
+	adamw_init(&opt, m);
+	if (!o->synthetic) {
+		if (!npacks) {
+			mvl_errf(&err, "give pack files to train on, or --synthetic");
+			goto fail;
+		}
+		if (pack_src_open(&ps, packs, npacks, (uint32_t)L, &err) != 0)
+			goto fail;
+	} else if (c.image <= 0 || (c.image / 28) * (c.image / 28) + 3 > L) {
+		mvl_errf(&err, "--synthetic needs an image that fits the sequence");
+		goto fail;
+	}
+	if (resume_dir) {
+		buf p = {0}, js = {0};
+		buf_printf(&p, "%s/state.json", resume_dir);
+		json_error_t je;
+		json_t *s = json_load_file((char *)p.data, 0, &je);
+		buf_free(&p);
+		buf_free(&js);
+		if (!s) {
+			mvl_errf(&err, "'%s/state.json': %s", resume_dir, je.text);
+			goto fail;
+		}
+		step0 = json_integer_value(json_object_get(s, "step"));
+		data_pos = (uint64_t)json_integer_value(json_object_get(s, "data_pos"));
+		opt.t = json_integer_value(json_object_get(s, "adam_t"));
+		skipped = (uint64_t)json_integer_value(json_object_get(s, "skipped"));
+		json_t *ls = json_object_get(s, "losses");
+		if (json_is_array(ls)) {
+			json_decref(losses);
+			losses = json_incref(ls);
+		}
+		int tp = (int)json_integer_value(json_object_get(s, "trainable"));
+		json_decref(s);
+		if (tp != parts) {
+			mvl_errf(&err, "the checkpoint trained other parts (%d) than asked (%d)", tp, parts);
+			goto fail;
+		}
+		if (load_optim(resume_dir, m, &opt, &err) != 0)
+			goto fail;
+	}
+	if (o->output) {
+		if (mkdir(o->output, 0755) != 0 && errno != EEXIST) {
+			mvl_errf(&err, "cannot create '%s': %s", o->output, strerror(errno));
+			goto fail;
+		}
+		buf p = {0};
+		buf_printf(&p, "%s/metrics.jsonl", o->output);
+		metrics = fopen((char *)p.data, o->resume ? "a" : "w");
+		buf_free(&p);
+	}
+	sc.total = o->steps;
+	double peak = sgemm_peak();
+	if (!o->quiet)
+		fprintf(stderr, "mvl train: %zu parameters (%s trainable), seq %d x batch %d x accum %d, sgemm peak %.1f GFLOP/s\n",
+			m->nparams, o->trainable ? o->trainable : "all", L, B, K, peak / 1e9);
+	bb = xcalloc((size_t)K, sizeof *bb);
+	for (int k = 0; k < K; k++)
+		batch_alloc(&bb[k], B, L);
+	step_tps = xcalloc((size_t)o->steps + 1, sizeof *step_tps);
+	int nsteps = 0, bad_run = 0;
+	uint32_t pad = (uint32_t)c.vocab - 1, vstart = (uint32_t)c.vocab - 2, vend = (uint32_t)c.vocab - 3;
+	for (int64_t step = step0; step < o->steps; step++) {
+		double t0 = now_sec();
+		/* the global batch: K micro-batches of B sequences */
+		uint64_t targets = 0;
+		for (int k = 0; k < K; k++) {
+			batch_clear_images(&bb[k]);
+			for (int s = 0; s < B; s++) {
+				uint64_t g = data_pos + (uint64_t)k * B + s;
+				if (o->synthetic)
+					synth_seq(&bb[k], s, o->seed, g, &c, pad, vstart, vend);
+				else if (pack_fill(&ps, &bb[k], s, g, &err) != 0)
+					goto fail;
+			}
+			for (size_t i = 0; i + 1 < (size_t)B * L; i++)
+				targets += (i + 1) % L && bb[k].seg[i] && bb[k].seg[i + 1] == bb[k].seg[i] && bb[k].loss[i + 1];
+		}
+		data_pos += (uint64_t)K * B;
+		memset(m->grads, 0, m->nparams * sizeof *m->grads);
+		double loss = 0, flops = 0;
+		float scale = targets ? 1.0f / (float)targets : 0;
+		for (int k = 0; k < K; k++) {
+			mbatch mb = {B, L, bb[k].ids, bb[k].pos, bb[k].seg, bb[k].loss, bb[k].img, bb[k].nimg,
+				     o->synthetic ? pad : 0};
+			if (!o->synthetic) {
+				/* the pad id: the model was set up with the tokenizer's */
+				mb.image_pad = (uint32_t)(c.vocab - 1);
+				for (int i = 0; i < bb[k].nimg; i++)
+					mb.image_pad = bb[k].ids[(size_t)bb[k].img[i].seq * L + bb[k].img[i].token];
+			}
+			double ls;
+			uint64_t cnt;
+			if (model_step(m, &mb, 1, scale, &ls, &cnt, &err) != 0)
+				goto fail;
+			loss += ls;
+			flops += 3 * model_flops(m, &mb);
+		}
+		loss = targets ? loss / (double)targets : 0;
+		/* global grad norm over the trainable tensors, clipping */
+		double ss = 0;
+		for (int i = 0; i < m->nt; i++)
+			if (opt.m[i])
+				ss += sumsq(m->grads + m->t[i].off, m->t[i].n);
+		double gnorm = sqrt(ss);
+		double lr = sched_lr(&sc, step);
+		if (!isfinite(loss) || !isfinite(gnorm)) {
+			skipped++;
+			fprintf(stderr, "mvl train: step %lld: non-finite %s, step skipped (%llu so far)\n", (long long)step,
+				isfinite(loss) ? "gradient" : "loss", (unsigned long long)skipped);
+			if (++bad_run >= 5) {
+				mvl_errf(&err, "5 non-finite steps in a row: stopping (the last checkpoint is intact)");
+				goto fail;
+			}
+			json_array_append_new(losses, json_real(NAN));
+			continue;
+		}
+		bad_run = 0;
+		float clip = o->grad_clip > 0 && gnorm > o->grad_clip ? (float)(o->grad_clip / gnorm) : 1.0f;
+		opt.t++;
+		for (int i = 0; i < m->nt; i++) {
+			if (!opt.m[i])
+				continue;
+			mtensor *t = &m->t[i];
+			if (clip != 1.0f)
+				scale_inplace(m->grads + t->off, t->n, clip);
+			float wd = t->no_decay && !o->decay_norms ? 0.0f : (float)o->weight_decay;
+			adamw_update(m->params + t->off, m->grads + t->off, opt.m[i], opt.v[i], t->n, (float)lr,
+				     (float)o->beta1, (float)o->beta2, (float)o->eps, wd, opt.t);
+		}
+		double dt = now_sec() - t0;
+		double tps = (double)K * B * L / dt, mfu = flops / dt / peak;
+		step_tps[nsteps++] = tps;
+		json_array_append_new(losses, json_real(loss));
+		if (!o->quiet)
+			fprintf(stderr, "step %lld loss %.6f lr %.3e gnorm %.4f tok/s %.0f mfu %.1f%%\n", (long long)step, loss,
+				lr, gnorm, tps, 100 * mfu);
+		if (metrics)
+			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
+				(long long)step, loss, lr, gnorm, tps, mfu);
+		if (o->output && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < o->steps &&
+		    save_checkpoint(o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
+			goto fail;
+	}
+	if (o->output && save_checkpoint(o->output, m, &opt, o->steps, data_pos, losses, skipped, &err) != 0)
+		goto fail;
+	/* tokens/s: median over the steps after the first (warm-up) */
+	if (nsteps > 1) {
+		qsort(step_tps + 1, (size_t)nsteps - 1, sizeof *step_tps, cmp_double);
+		printf("tokens/s: %.1f\n", step_tps[1 + (nsteps - 1) / 2]);
+	} else if (nsteps == 1) {
+		printf("tokens/s: %.1f\n", step_tps[0]);
+	}
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "mvl train: %s\n", err.msg);
+out:
+	if (metrics)
+		fclose(metrics);
+	for (int k = 0; bb && k < K; k++)
+		batch_free(&bb[k]);
+	free(bb);
+	free(step_tps);
+	free(resume_dir);
+	pack_src_close(&ps);
+	if (m)
+		adamw_free(&opt, m);
+	model_free(m);
+	recipe_free(r);
+	json_decref(losses);
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	train_opts o;
+	const opt_spec specs[] = {
+		{"preset", 0, OPT_CHOICE, &o.preset, "tiny", "tiny|small|micro", "model sizes (model.h; micro is for tests)"},
+		{"synthetic", 0, OPT_FLAG, &o.synthetic, NULL, NULL,
+		 "random tokens and one image per sequence of the preset's shape (no data)"},
+		{"steps", 0, OPT_INT, &o.steps, "10", "N", "optimizer steps"},
+		{"recipe", 0, OPT_STR, &o.recipe, NULL, "FILE", "take parts, schedule and optimizer from a recipe stage"},
+		{"stage", 0, OPT_STR, &o.stage, NULL, "NAME", "the recipe's stage"},
+		{"init", 0, OPT_STR, &o.init, NULL, "CKPT", "start from these weights (a checkpoint dir or .safetensors)"},
+		{"resume", 0, OPT_STR, &o.resume, NULL, "DIR",
+		 "continue from a checkpoint directory, or from the latest one of a run's -o DIR"},
+		{"output", 'o', OPT_STR, &o.output, NULL, "DIR", "checkpoints and metrics.jsonl"},
+		{"save-every", 0, OPT_INT, &o.save_every, "0", "N", "checkpoint every N steps (0: only at the end)"},
+		{"train", 0, OPT_STR, &o.trainable, NULL, "PARTS", "vit,projector,llm or all (default all, or the stage's)"},
+		{"seq-len", 0, OPT_INT, &o.seq_len, "0", "N", "tokens per sequence (default: preset or stage)"},
+		{"batch", 0, OPT_INT, &o.batch, "0", "N", "sequences per micro-batch (default: the preset's)"},
+		{"grad-accum", 0, OPT_INT, &o.grad_accum, "1", "K", "micro-batches per optimizer step"},
+		{"tied", 0, OPT_INT, &o.tied, "-1", "0|1", "tie the LM head to the embedding (-1: the preset's)"},
+		{"vocab", 0, OPT_INT, &o.vocab, "0", "N", "vocabulary size (0: the preset's; packs need the tokenizer's)"},
+		{"seed", 0, OPT_U64, &o.seed, "1", "N", "initialization and synthetic data"},
+		{"lr", 0, OPT_DOUBLE, &o.lr, "3e-4", "X", "peak learning rate"},
+		{"min-lr", 0, OPT_DOUBLE, &o.min_lr, "-1", "X", "final learning rate (-1: lr / 10)"},
+		{"warmup", 0, OPT_INT, &o.warmup, "0", "N", "warmup steps"},
+		{"scheduler", 0, OPT_CHOICE, &o.scheduler, "cosine", "cosine|wsd|constant", "learning-rate schedule"},
+		{"decay-fraction", 0, OPT_DOUBLE, &o.decay_fraction, "0.1", "X", "wsd: fraction of steps decaying"},
+		{"weight-decay", 0, OPT_DOUBLE, &o.weight_decay, "0.1", "X", "AdamW decoupled weight decay"},
+		{"decay-norms", 0, OPT_FLAG, &o.decay_norms, NULL, NULL, "also decay norms and embeddings"},
+		{"grad-clip", 0, OPT_DOUBLE, &o.grad_clip, "1.0", "X", "global gradient norm clip (0: none)"},
+		{"beta1", 0, OPT_DOUBLE, &o.beta1, "0.9", "X", "AdamW beta1"},
+		{"beta2", 0, OPT_DOUBLE, &o.beta2, "0.95", "X", "AdamW beta2"},
+		{"eps", 0, OPT_DOUBLE, &o.eps, "1e-8", "X", "AdamW epsilon"},
+		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "threads (0: all cores)"},
+		{"quiet", 'q', OPT_FLAG, &o.quiet, NULL, NULL, "no per-step log on stderr"},
+		{0},
+	};
+	const opt_cmd cmd = {
+		"train", "[OPTIONS] [PACK...]",
+		"Trains the vision-language model (trainer/model.h) on packs from `mvl pack`, or\n"
+		"on synthetic data of a preset's shape.  Logs loss, lr, grad norm, tokens/s and\n"
+		"MFU (against the sgemm peak measured at start) per step; ends with a line\n"
+		"`tokens/s: X` (median over the steps after the first).",
+		NULL, specs,
+	};
+	char **args;
+	int nargs;
+	opts_main(&cmd, argc, argv, &args, &nargs);
+	int threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	omp_set_num_threads(threads);
+	openblas_set_num_threads(threads);
+	if (o.steps < 0) {
+		fprintf(stderr, "mvl train: --steps must be >= 0\n");
+		free(args);
+		return 2;
+	}
+	int rc = run_train(&o, args, nargs);
+	free(args);
+	return rc;
+}
