@@ -178,7 +178,10 @@ static int pack_fill(pack_src *p, batch_buf *b, int s, uint64_t g, mvl_err *err)
 
 static double sgemm_peak(void)
 {
-	int n = 1024;
+	/* 2048^3 (17 GFLOP), after a warm-up call, best of three: a smaller
+	 * product or a single call under-reads the peak and MFU then reads
+	 * above 100% */
+	int n = 2048;
 	float *a = xcalloc((size_t)n * n, 4), *b = xcalloc((size_t)n * n, 4), *c = xcalloc((size_t)n * n, 4);
 	double best = 1e9;
 	for (int r = 0; r < 4; r++) {
@@ -346,6 +349,32 @@ static int parse_parts(const char *s, int *mask)
 	return *mask ? 0 : -1;
 }
 
+/* the mean loss over every sequence of a held-out pack, B at a time */
+static int evaluate(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean, mvl_err *err)
+{
+	double sum = 0;
+	uint64_t count = 0;
+	for (uint64_t g = 0; g < ev->total; g += (uint64_t)B) {
+		int n = (int)(ev->total - g < (uint64_t)B ? ev->total - g : (uint64_t)B);
+		batch_clear_images(bb);
+		for (int s = 0; s < n; s++)
+			if (pack_fill(ev, bb, s, g + (uint64_t)s, err) != 0)
+				return -1;
+		uint32_t pad = (uint32_t)(m->c.vocab - 1);
+		if (bb->nimg)
+			pad = bb->ids[(size_t)bb->img[0].seq * L + bb->img[0].token];
+		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, pad};
+		double ls;
+		uint64_t cnt;
+		if (model_step(m, &mb, 0, 1.0f, &ls, &cnt, err) != 0)
+			return mvl_errprefix(err, "evaluation");
+		sum += ls;
+		count += cnt;
+	}
+	*mean = count ? sum / (double)count : 0;
+	return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -360,8 +389,8 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	recipe *r = NULL;
 	json_t *losses = json_array();
 	adamw opt = {0};
-	pack_src ps = {0};
-	batch_buf *bb = NULL;
+	pack_src ps = {0}, evs = {0};
+	batch_buf *bb = NULL, evb = {0};
 	FILE *metrics = NULL;
 	char *resume_dir = NULL;
 	double *step_tps = NULL;
@@ -441,6 +470,19 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	L = o->seq_len ? o->seq_len : c.seq_len;
 	B = o->batch ? o->batch : c.batch;
 	K = o->grad_accum;
+	if (r && o->stage) {
+		/* the stage's batch in tokens and budget decide accumulation and steps */
+		const rstage *st = recipe_stage(r, o->stage);
+		uint64_t per = (uint64_t)B * (uint64_t)L;
+		if (!K)
+			K = (int)((st->batch_tokens + per - 1) / per);
+		if (!o->steps)
+			o->steps = (int)((st->tokens + (uint64_t)K * per - 1) / ((uint64_t)K * per));
+	}
+	if (!K)
+		K = 1;
+	if (!o->steps)
+		o->steps = 10;
 	if (L < 16 || B < 1 || K < 1) {
 		mvl_errf(&err, "sequence length, batch and accumulation must be positive");
 		goto fail;
@@ -458,6 +500,8 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		mvl_errf(&err, "--synthetic needs an image that fits the sequence");
 		goto fail;
 	}
+	if (o->eval_pack && pack_src_open(&evs, (char **)&o->eval_pack, 1, (uint32_t)L, &err) != 0)
+		goto fail;
 	if (resume_dir) {
 		buf p = {0}, js = {0};
 		buf_printf(&p, "%s/state.json", resume_dir);
@@ -505,6 +549,8 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	bb = xcalloc((size_t)K, sizeof *bb);
 	for (int k = 0; k < K; k++)
 		batch_alloc(&bb[k], B, L);
+	if (o->eval_pack)
+		batch_alloc(&evb, B, L);
 	step_tps = xcalloc((size_t)o->steps + 1, sizeof *step_tps);
 	int nsteps = 0, bad_run = 0;
 	uint32_t pad = (uint32_t)c.vocab - 1, vstart = (uint32_t)c.vocab - 2, vend = (uint32_t)c.vocab - 3;
@@ -586,6 +632,15 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		if (metrics)
 			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
 				(long long)step, loss, lr, gnorm, tps, mfu);
+		if (o->eval_pack && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
+			double ev = 0;
+			if (evaluate(m, &evs, &evb, B, L, &ev, &err) != 0)
+				goto fail;
+			if (!o->quiet)
+				fprintf(stderr, "step %lld eval_loss %.6f\n", (long long)step, ev);
+			if (metrics)
+				fprintf(metrics, "{\"step\":%lld,\"eval_loss\":%.8g}\n", (long long)step, ev);
+		}
 		if (o->output && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < o->steps &&
 		    save_checkpoint(o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
 			goto fail;
@@ -612,6 +667,8 @@ out:
 	free(step_tps);
 	free(resume_dir);
 	pack_src_close(&ps);
+	pack_src_close(&evs);
+	batch_free(&evb);
 	if (m)
 		adamw_free(&opt, m);
 	model_free(m);
@@ -627,7 +684,8 @@ int cmd_train(int argc, char **argv)
 		{"preset", 0, OPT_CHOICE, &o.preset, "tiny", "tiny|small|micro", "model sizes (model.h; micro is for tests)"},
 		{"synthetic", 0, OPT_FLAG, &o.synthetic, NULL, NULL,
 		 "random tokens and one image per sequence of the preset's shape (no data)"},
-		{"steps", 0, OPT_INT, &o.steps, "10", "N", "optimizer steps"},
+		{"steps", 0, OPT_INT, &o.steps, "0", "N",
+		 "optimizer steps (0: the stage's token budget / batch tokens, or 10 without a recipe)"},
 		{"recipe", 0, OPT_STR, &o.recipe, NULL, "FILE", "take parts, schedule and optimizer from a recipe stage"},
 		{"stage", 0, OPT_STR, &o.stage, NULL, "NAME", "the recipe's stage"},
 		{"init", 0, OPT_STR, &o.init, NULL, "CKPT", "start from these weights (a checkpoint dir or .safetensors)"},
@@ -638,7 +696,10 @@ int cmd_train(int argc, char **argv)
 		{"train", 0, OPT_STR, &o.trainable, NULL, "PARTS", "vit,projector,llm or all (default all, or the stage's)"},
 		{"seq-len", 0, OPT_INT, &o.seq_len, "0", "N", "tokens per sequence (default: preset or stage)"},
 		{"batch", 0, OPT_INT, &o.batch, "0", "N", "sequences per micro-batch (default: the preset's)"},
-		{"grad-accum", 0, OPT_INT, &o.grad_accum, "1", "K", "micro-batches per optimizer step"},
+		{"grad-accum", 0, OPT_INT, &o.grad_accum, "0", "K",
+		 "micro-batches per optimizer step (0: the stage's batch_tokens / (batch x seq), or 1)"},
+		{"eval-pack", 0, OPT_STR, &o.eval_pack, NULL, "PACK", "held-out pack: its mean loss is logged"},
+		{"eval-every", 0, OPT_INT, &o.eval_every, "0", "N", "evaluate every N steps (0: only at the end)"},
 		{"tied", 0, OPT_INT, &o.tied, "-1", "0|1", "tie the LM head to the embedding (-1: the preset's)"},
 		{"vocab", 0, OPT_INT, &o.vocab, "0", "N", "vocabulary size (0: the preset's; packs need the tokenizer's)"},
 		{"seed", 0, OPT_U64, &o.seed, "1", "N", "initialization and synthetic data"},
@@ -671,8 +732,8 @@ int cmd_train(int argc, char **argv)
 	int threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	omp_set_num_threads(threads);
 	openblas_set_num_threads(threads);
-	if (o.steps < 0) {
-		fprintf(stderr, "mvl train: --steps must be >= 0\n");
+	if (o.steps < 0 || o.grad_accum < 0 || o.eval_every < 0) {
+		fprintf(stderr, "mvl train: --steps, --grad-accum and --eval-every must be >= 0\n");
 		free(args);
 		return 2;
 	}
