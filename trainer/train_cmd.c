@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -211,6 +214,74 @@ static int write_json(const char *path, json_t *j, mvl_err *err)
 	return atomic_file_commit(&af, err);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* rm -r (checkpoint directories: plain files one level down) */
+static void remove_tree(const char *path)
+{
+	nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* step-*.tmp.PID / step-*.old.PID left by a killed run (that PID no longer
+ * running) are removed; a live writer's are left alone */
+static void clean_stale_tmp(const char *out)
+{
+	DIR *d = opendir(out);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		const char *t = strstr(e->d_name, ".tmp.");
+		if (!t)
+			t = strstr(e->d_name, ".old.");
+		if (strncmp(e->d_name, "step-", 5) || !t)
+			continue;
+		long pid = strtol(t + 5, NULL, 10);
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		buf p = {0};
+		buf_printf(&p, "%s/%s", out, e->d_name);
+		remove_tree((char *)p.data);
+		buf_free(&p);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* On resume, metrics.jsonl keeps only the lines of steps before the
+ * checkpoint's: the ones after it are trained again (and a killed run may
+ * have left half a line). */
+static int keep_metrics_before(const char *path, int64_t step0, mvl_err *err)
+{
+	buf in = {0};
+	if (access(path, F_OK) != 0)
+		return 0;
+	if (read_file(path, (size_t)1 << 30, &in, err) != 0)
+		return -1;
+	atomic_file af;
+	if (atomic_file_open(&af, path, err) != 0) {
+		buf_free(&in);
+		return -1;
+	}
+	const char *s = (const char *)in.data;
+	for (size_t i = 0; i < in.len;) {
+		const char *nl = memchr(s + i, '\n', in.len - i);
+		if (!nl)
+			break; /* a cut line */
+		size_t e = (size_t)(nl - s);
+		long long st;
+		if (sscanf(s + i, "{\"step\":%lld", &st) == 1 && st < step0)
+			fwrite(s + i, 1, e + 1 - i, af.f);
+		i = e + 1;
+	}
+	buf_free(&in);
+	return atomic_file_commit(&af, err);
+}
+
 static int save_checkpoint(const char *out, const model *m, const adamw *o, int64_t step, uint64_t data_pos,
 			   json_t *losses, uint64_t skipped, mvl_err *err)
 {
@@ -258,10 +329,21 @@ static int save_checkpoint(const char *out, const model *m, const adamw *o, int6
 	json_decref(st);
 	if (src != 0)
 		goto out;
+	/* a run resumed from an earlier checkpoint rewrites later ones: the
+	 * old directory moves aside first, and goes once the new one is in */
+	buf old = {0};
+	buf_printf(&old, "%s.old.%d", (char *)dir.data, (int)getpid());
+	int had = rename((char *)dir.data, (char *)old.data) == 0;
 	if (rename((char *)tmp.data, (char *)dir.data) != 0) {
 		mvl_errf(err, "cannot rename '%s': %s", (char *)tmp.data, strerror(errno));
+		if (had)
+			rename((char *)old.data, (char *)dir.data);
+		buf_free(&old);
 		goto out;
 	}
+	if (had)
+		remove_tree((char *)old.data);
+	buf_free(&old);
 	/* "latest" names the newest complete checkpoint */
 	p.len = 0;
 	buf_printf(&p, "%s/latest", out);
@@ -538,7 +620,17 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		}
 		buf p = {0};
 		buf_printf(&p, "%s/metrics.jsonl", o->output);
+		if (o->resume && keep_metrics_before((char *)p.data, step0, &err) != 0) {
+			buf_free(&p);
+			goto fail;
+		}
 		metrics = fopen((char *)p.data, o->resume ? "a" : "w");
+		if (!metrics) {
+			mvl_errf(&err, "cannot write '%s': %s", (char *)p.data, strerror(errno));
+			buf_free(&p);
+			goto fail;
+		}
+		clean_stale_tmp(o->output);
 		buf_free(&p);
 	}
 	sc.total = o->steps;
@@ -606,7 +698,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 				mvl_errf(&err, "5 non-finite steps in a row: stopping (the last checkpoint is intact)");
 				goto fail;
 			}
-			json_array_append_new(losses, json_real(NAN));
+			json_array_append_new(losses, json_null()); /* JSON has no NaN: null keeps losses[i] = step i */
 			continue;
 		}
 		bad_run = 0;
@@ -632,6 +724,8 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		if (metrics)
 			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
 				(long long)step, loss, lr, gnorm, tps, mfu);
+		if (metrics)
+			fflush(metrics); /* whole lines only, even if killed */
 		if (o->eval_pack && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
 			double ev = 0;
 			if (evaluate(m, &evs, &evb, B, L, &ev, &err) != 0)
