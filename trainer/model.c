@@ -734,3 +734,162 @@ void model_free(model *m)
 	free(m->grads);
 	free(m);
 }
+
+/* ---------------------------------------------------------------------- */
+/* generation with a KV cache */
+
+/* one new row (position pos) through the LLM, attending to the cache;
+ * its keys and values are appended.  x [D] in, hidden [D] out. */
+static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc, int t, float *s)
+{
+	const model_config *c = &m->c;
+	int D = c->dim, H = c->heads, Hkv = c->kv_heads, dh = D / H, F = c->mlp;
+	int hq = H * dh, hkv = Hkv * dh, g = H / Hkv;
+	float *n1 = s, *q = n1 + D, *k = q + hq, *v = k + hkv, *o = v + hkv, *tmp = o + hq, *gt = tmp + D,
+	      *ut = gt + F, *ht = ut + F, *sc = ht + F, r, ang[512];
+	rope_angles_1d(ang, &pos, 1, dh, c->rope_theta);
+	for (int l = 0; l < c->layers; l++) {
+		block_w w = llm_w(m, l, 0);
+		rmsnorm_fwd(n1, &r, x, w.norm1, 1, D, c->norm_eps);
+		linear_fwd(q, n1, w.q, 1, D, hq);
+		linear_fwd(k, n1, w.k, 1, D, hkv);
+		linear_fwd(v, n1, w.v, 1, D, hkv);
+		float rs[64];
+		rmsnorm_fwd(q, rs, q, w.qn, H, dh, c->norm_eps);
+		rmsnorm_fwd(k, rs, k, w.kn, Hkv, dh, c->norm_eps);
+		rope_fwd(q, ang, 1, H, dh);
+		rope_fwd(k, ang, 1, Hkv, dh);
+		memcpy(kc[l] + (size_t)t * hkv, k, hkv * sizeof(float));
+		memcpy(vc[l] + (size_t)t * hkv, v, hkv * sizeof(float));
+		float scale = 1.0f / sqrtf((float)dh);
+		for (int h = 0; h < H; h++) {
+			int kh = h / g;
+			float mx = -INFINITY;
+			for (int j = 0; j <= t; j++) {
+				float d = 0;
+				for (int e = 0; e < dh; e++)
+					d += q[h * dh + e] * kc[l][(size_t)j * hkv + kh * dh + e];
+				sc[j] = d * scale;
+				mx = sc[j] > mx ? sc[j] : mx;
+			}
+			double z = 0;
+			for (int j = 0; j <= t; j++)
+				z += sc[j] = expf(sc[j] - mx);
+			for (int e = 0; e < dh; e++)
+				o[h * dh + e] = 0;
+			for (int j = 0; j <= t; j++)
+				for (int e = 0; e < dh; e++)
+					o[h * dh + e] += (float)(sc[j] / z) * vc[l][(size_t)j * hkv + kh * dh + e];
+		}
+		linear_fwd(tmp, o, w.o, 1, hq, D);
+		for (int i = 0; i < D; i++)
+			x[i] += tmp[i];
+		rmsnorm_fwd(n1, &r, x, w.norm2, 1, D, c->norm_eps);
+		linear_fwd(gt, n1, w.gate, 1, D, F);
+		linear_fwd(ut, n1, w.up, 1, D, F);
+		swiglu_fwd(ht, gt, ut, (size_t)F);
+		linear_fwd(tmp, ht, w.down, 1, F, D);
+		for (int i = 0; i < D; i++)
+			x[i] += tmp[i];
+	}
+}
+
+/* the next token from logits: greedy at temperature 0, else top-p */
+static uint32_t pick(float *logits, int V, float temperature, float top_p, uint64_t *rng)
+{
+	int best = 0;
+	for (int i = 1; i < V; i++)
+		if (logits[i] > logits[best])
+			best = i;
+	if (temperature <= 0)
+		return (uint32_t)best;
+	double z = 0;
+	for (int i = 0; i < V; i++)
+		z += logits[i] = expf((logits[i] - logits[best]) / temperature);
+	/* nucleus: the smallest set of most likely tokens holding top_p */
+	int *idx = xmalloc((size_t)V * sizeof *idx), n = 0;
+	double mass = 0, cut = top_p > 0 && top_p < 1 ? top_p * z : z;
+	char *used = xcalloc((size_t)V, 1);
+	while (mass < cut && n < V) {
+		int k = -1;
+		for (int i = 0; i < V; i++)
+			if (!used[i] && (k < 0 || logits[i] > logits[k]))
+				k = i;
+		used[k] = 1;
+		idx[n++] = k;
+		mass += logits[k];
+	}
+	double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0 * mass, acc = 0;
+	uint32_t tok = (uint32_t)idx[n - 1];
+	for (int i = 0; i < n; i++)
+		if ((acc += logits[idx[i]]) >= u) {
+			tok = (uint32_t)idx[i];
+			break;
+		}
+	free(idx);
+	free(used);
+	return tok;
+}
+
+int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
+		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err)
+{
+	const model_config *c = &m->c;
+	int n = prompt->L, D = c->dim, dh = D / c->heads, hkv = c->kv_heads * dh, hq = c->heads * dh;
+	*nout = 0;
+	if (prompt->B != 1 || n < 1)
+		return mvl_errf(err, "generation takes one prompt sequence");
+	if (dh / 2 > 512 || c->heads > 64)
+		return mvl_errf(err, "head dimension %d or %d heads too large for generation", dh, c->heads);
+	/* the prompt through the training forward: its keys and values are the
+	 * cache, its last hidden row the first prediction */
+	double ls;
+	uint64_t cnt;
+	if (model_step(m, prompt, 0, 1.0f, &ls, &cnt, err) != 0)
+		return -1;
+	mact *a = m->act;
+	int cap = n + max_new + 1;
+	float **kc = xcalloc((size_t)c->layers, sizeof *kc), **vc = xcalloc((size_t)c->layers, sizeof *vc);
+	for (int l = 0; l < c->layers; l++) {
+		kc[l] = xmalloc((size_t)cap * hkv * sizeof(float));
+		vc[l] = xmalloc((size_t)cap * hkv * sizeof(float));
+		memcpy(kc[l], a->lb[l].k, (size_t)n * hkv * sizeof(float));
+		memcpy(vc[l], a->lb[l].v, (size_t)n * hkv * sizeof(float));
+	}
+	float *x = xmalloc((size_t)D * sizeof *x), *h = xmalloc((size_t)D * sizeof *h);
+	float *logits = xmalloc((size_t)c->vocab * sizeof *logits);
+	float *s = xmalloc(((size_t)D * 3 + (size_t)hq * 2 + (size_t)hkv * 2 + (size_t)c->mlp * 3 + (size_t)cap) *
+			   sizeof *s);
+	float *unused;
+	const float *E = P(m, "model.embed_tokens.weight", 0, &unused, 0);
+	const float *head = c->tied ? E : P(m, "lm_head.weight", 0, &unused, 0);
+	const float *wnf = P(m, "model.norm.weight", 0, &unused, 0);
+	memcpy(h, a->nf + (size_t)(n - 1) * D, (size_t)D * sizeof *h);
+	uint32_t pos = prompt->pos[n - 1];
+	uint64_t rng = seed;
+	float r;
+	for (int t = n; *nout < max_new; t++) {
+		linear_fwd(logits, h, head, 1, D, c->vocab);
+		uint32_t tok = pick(logits, c->vocab, temperature, top_p, &rng);
+		out[(*nout)++] = tok;
+		int halt = 0;
+		for (int i = 0; i < nstop; i++)
+			halt |= tok == stop[i];
+		if (halt || *nout == max_new)
+			break;
+		memcpy(x, E + (size_t)tok * D, (size_t)D * sizeof *x);
+		decode_row(m, x, ++pos, kc, vc, t, s);
+		rmsnorm_fwd(h, &r, x, wnf, 1, D, c->norm_eps);
+	}
+	for (int l = 0; l < c->layers; l++) {
+		free(kc[l]);
+		free(vc[l]);
+	}
+	free(kc);
+	free(vc);
+	free(x);
+	free(h);
+	free(logits);
+	free(s);
+	return 0;
+}

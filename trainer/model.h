@@ -131,6 +131,16 @@ typedef struct mbatch {
 int model_step(model *m, const mbatch *b, int backward, float scale, double *loss_sum, uint64_t *count,
 	       mvl_err *err);
 
+/* model_generate() : continues prompt (B == 1, one segment, its images)
+ * by up to max_new tokens into out, stopping after any of stop.  The
+ * prompt runs once through the training forward, whose keys and values
+ * become the KV cache; then one token at a time against the cache.
+ * temperature 0: greedy; else softmax(logits / temperature) sampled from
+ * the smallest set of tokens holding top_p of it (top_p 1: all), with
+ * seed.  @return 0 or -1 + *err. */
+int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
+		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err);
+
 /* model_flops() : multiply-adds x 2 of one forward over the batch shape
  * (for MFU: a training step is 3x). */
 double model_flops(const model *m, const mbatch *b);
