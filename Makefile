@@ -85,6 +85,8 @@ bench: mvl
 	scripts/bench_dedup.sh
 	scripts/tok/bench.sh
 	scripts/bench_pack.sh
+	scripts/bench_train.sh -t plain
+	scripts/bench_train.sh -t tuned
 
 demo: mvl
 	scripts/demo.sh

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "opts.h"
 #include "train.h"
+#include "data.h"
 
 typedef struct gen_opts {
 	const char *ckpt, *tokenizer, *encoding, *image, *prompt, *mode;
@@ -19,30 +20,6 @@ typedef struct gen_opts {
 	double temperature, top_p;
 	uint64_t seed, min_pixels, max_pixels;
 } gen_opts;
-
-/* a checkpoint directory (its latest), or a .safetensors file */
-static char *weights_path(const char *ckpt)
-{
-	struct stat st;
-	buf p = {0};
-	if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) {
-		buf l = {0}, lp = {0};
-		mvl_err e;
-		buf_printf(&lp, "%s/latest", ckpt);
-		if (read_file((char *)lp.data, 4096, &l, &e) == 0) {
-			while (l.len && (l.data[l.len - 1] == '\n' || l.data[l.len - 1] == '\r'))
-				l.len--;
-			buf_printf(&p, "%s/%.*s/model.safetensors", ckpt, (int)l.len, (char *)l.data);
-		} else {
-			buf_printf(&p, "%s/model.safetensors", ckpt);
-		}
-		buf_free(&l);
-		buf_free(&lp);
-	} else {
-		buf_printf(&p, "%s", ckpt);
-	}
-	return (char *)p.data;
-}
 
 static int load_image(const gen_opts *o, img_rgb *out, mvl_err *err)
 {
@@ -71,8 +48,8 @@ static int run_generate(const gen_opts *o)
 {
 	mvl_err err;
 	int rc = 1;
-	char *wp = weights_path(o->ckpt);
-	model *m = model_load_new(wp, &err);
+	char *wp = ckpt_weights(o->ckpt, &err);
+	model *m = wp ? model_load_new(wp, &err) : NULL;
 	bpe *b = NULL;
 	bpe_ctx *bc = NULL;
 	chat_tokens t;

@@ -22,6 +22,7 @@
 #include "recipe.h"
 #include "safetensors.h"
 #include "train.h"
+#include "data.h"
 
 typedef struct train_opts {
 	const char *preset, *recipe, *stage, *init, *output, *resume, *eval_pack, *trainable, *scheduler;
@@ -33,148 +34,6 @@ typedef struct train_opts {
 
 /* ---------------------------------------------------------------------- */
 /* data */
-
-typedef struct batch_buf {
-	int B, L;
-	uint32_t *ids, *pos, *seg;
-	uint8_t *loss;
-	mimage *img;
-	int nimg, imgcap;
-	uint8_t **px; /* owned pixel buffers, one per image */
-} batch_buf;
-
-static void batch_alloc(batch_buf *b, int B, int L)
-{
-	size_t n = (size_t)B * L;
-	b->B = B;
-	b->L = L;
-	b->ids = xmalloc(n * sizeof *b->ids);
-	b->pos = xmalloc(n * sizeof *b->pos);
-	b->seg = xmalloc(n * sizeof *b->seg);
-	b->loss = xmalloc(n);
-}
-
-static void batch_clear_images(batch_buf *b)
-{
-	for (int i = 0; i < b->nimg; i++)
-		free(b->px[i]);
-	b->nimg = 0;
-}
-
-static void batch_free(batch_buf *b)
-{
-	batch_clear_images(b);
-	free(b->ids);
-	free(b->pos);
-	free(b->seg);
-	free(b->loss);
-	free(b->img);
-	free(b->px);
-}
-
-static uint8_t *batch_add_image(batch_buf *b, int seq, int token, int h, int w)
-{
-	if (b->nimg == b->imgcap) {
-		b->imgcap = b->imgcap ? 2 * b->imgcap : 8;
-		b->img = xrealloc(b->img, (size_t)b->imgcap * sizeof *b->img);
-		b->px = xrealloc(b->px, (size_t)b->imgcap * sizeof *b->px);
-	}
-	uint8_t *px = xmalloc((size_t)h * w * 3);
-	b->px[b->nimg] = px;
-	b->img[b->nimg++] = (mimage){seq, token, h, w, px};
-	return px;
-}
-
-static uint64_t mix64(uint64_t z)
-{
-	z += 0x9E3779B97F4A7C15ull;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-/* Synthetic sequence g: one image of the preset's size, then random text
- * to the sequence's end; a function of (seed, g) only, so any split of the
- * global batch (accumulation, ranks) sees the same data. */
-static void synth_seq(batch_buf *b, int s, uint64_t seed, uint64_t g, const model_config *c, uint32_t pad,
-		      uint32_t vstart, uint32_t vend)
-{
-	uint64_t st = mix64(seed ^ mix64(g + 1));
-	int L = b->L, side = c->image;
-	size_t base = (size_t)s * L;
-	int npad = (side / 28) * (side / 28), t = 0;
-	uint8_t *px = batch_add_image(b, s, 1, side, side);
-	for (size_t i = 0; i < (size_t)side * side * 3; i++) {
-		if (i % 8 == 0)
-			st = mix64(st);
-		px[i] = (uint8_t)(st >> (8 * (i % 8)));
-	}
-	b->ids[base + t++] = vstart;
-	for (int i = 0; i < npad; i++)
-		b->ids[base + t++] = pad;
-	b->ids[base + t++] = vend;
-	for (; t < L; t++) {
-		st = mix64(st);
-		b->ids[base + t] = (uint32_t)(st % (uint64_t)(c->vocab - 3));
-	}
-	for (int i = 0; i < L; i++) {
-		b->pos[base + i] = (uint32_t)i;
-		b->seg[base + i] = 1;
-		b->loss[base + i] = i > npad + 1;
-	}
-}
-
-/* sequences from packs, in order, wrapping */
-typedef struct pack_src {
-	pack_reader **r;
-	int n;
-	uint64_t total;
-} pack_src;
-
-static int pack_src_open(pack_src *p, char **paths, int n, uint32_t L, mvl_err *err)
-{
-	p->r = xcalloc((size_t)n, sizeof *p->r);
-	for (int i = 0; i < n; i++) {
-		p->r[i] = pack_open(paths[i], err);
-		if (!p->r[i])
-			return -1;
-		p->n++;
-		if (pack_seq_len(p->r[i]) != L)
-			return mvl_errf(err, "'%s' holds sequences of %u tokens, not %u", paths[i], pack_seq_len(p->r[i]), L);
-		p->total += pack_count(p->r[i]);
-	}
-	if (!p->total)
-		return mvl_errf(err, "the packs hold no sequence");
-	return 0;
-}
-
-static void pack_src_close(pack_src *p)
-{
-	for (int i = 0; i < p->n; i++)
-		pack_close(p->r[i]);
-	free(p->r);
-}
-
-static int pack_fill(pack_src *p, batch_buf *b, int s, uint64_t g, mvl_err *err)
-{
-	uint64_t k = g % p->total;
-	int f = 0;
-	while (k >= pack_count(p->r[f]))
-		k -= pack_count(p->r[f++]);
-	pack_seq q;
-	if (pack_read(p->r[f], k, &q, err) != 0)
-		return -1;
-	size_t base = (size_t)s * b->L;
-	memcpy(b->ids + base, q.ids, (size_t)b->L * 4);
-	memcpy(b->pos + base, q.pos, (size_t)b->L * 4);
-	memcpy(b->seg + base, q.seg, (size_t)b->L * 4);
-	memcpy(b->loss + base, q.loss, (size_t)b->L);
-	for (uint32_t i = 0; i < q.nimg; i++) {
-		uint8_t *px = batch_add_image(b, s, (int)q.img[i].token, (int)q.img[i].h, (int)q.img[i].w);
-		memcpy(px, q.img[i].px, (size_t)q.img[i].h * q.img[i].w * 3);
-	}
-	return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* the machine's sgemm peak, for MFU */
@@ -359,30 +218,6 @@ out:
 	return rc;
 }
 
-/* the newest checkpoint directory of out, or out itself when it is a
- * checkpoint (holds state.json) */
-static char *latest(const char *out, mvl_err *err)
-{
-	buf p = {0}, l = {0};
-	buf_printf(&p, "%s/state.json", out);
-	if (access((char *)p.data, F_OK) == 0) {
-		buf_free(&p);
-		return xstrdup(out);
-	}
-	p.len = 0;
-	buf_printf(&p, "%s/latest", out);
-	if (read_file((char *)p.data, 4096, &l, err) != 0) {
-		buf_free(&p);
-		return NULL;
-	}
-	while (l.len && (l.data[l.len - 1] == '\n' || l.data[l.len - 1] == '\r'))
-		l.len--;
-	p.len = 0;
-	buf_printf(&p, "%s/%.*s", out, (int)l.len, (char *)l.data);
-	buf_free(&l);
-	return (char *)p.data;
-}
-
 static int load_optim(const char *dir, const model *m, adamw *o, mvl_err *err)
 {
 	buf p = {0};
@@ -429,32 +264,6 @@ static int parse_parts(const char *s, int *mask)
 		s += n + (s[n] == ',');
 	}
 	return *mask ? 0 : -1;
-}
-
-/* the mean loss over every sequence of a held-out pack, B at a time */
-static int evaluate(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean, mvl_err *err)
-{
-	double sum = 0;
-	uint64_t count = 0;
-	for (uint64_t g = 0; g < ev->total; g += (uint64_t)B) {
-		int n = (int)(ev->total - g < (uint64_t)B ? ev->total - g : (uint64_t)B);
-		batch_clear_images(bb);
-		for (int s = 0; s < n; s++)
-			if (pack_fill(ev, bb, s, g + (uint64_t)s, err) != 0)
-				return -1;
-		uint32_t pad = (uint32_t)(m->c.vocab - 1);
-		if (bb->nimg)
-			pad = bb->ids[(size_t)bb->img[0].seq * L + bb->img[0].token];
-		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, pad};
-		double ls;
-		uint64_t cnt;
-		if (model_step(m, &mb, 0, 1.0f, &ls, &cnt, err) != 0)
-			return mvl_errprefix(err, "evaluation");
-		sum += ls;
-		count += cnt;
-	}
-	*mean = count ? sum / (double)count : 0;
-	return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -516,7 +325,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	}
 	/* the model: resumed, initialized from a checkpoint, or a preset */
 	if (o->resume) {
-		resume_dir = latest(o->resume, &err);
+		resume_dir = ckpt_latest(o->resume, &err);
 		if (!resume_dir)
 			goto fail;
 		buf p = {0};
@@ -527,7 +336,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		struct stat st;
 		buf p = {0};
 		if (stat(o->init, &st) == 0 && S_ISDIR(st.st_mode)) {
-			char *l = latest(o->init, &err);
+			char *l = ckpt_latest(o->init, &err);
 			buf_printf(&p, "%s/model.safetensors", l ? l : o->init);
 			free(l);
 		} else {
@@ -728,7 +537,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 			fflush(metrics); /* whole lines only, even if killed */
 		if (o->eval_pack && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
 			double ev = 0;
-			if (evaluate(m, &evs, &evb, B, L, &ev, &err) != 0)
+			if (eval_pack(m, &evs, &evb, B, L, &ev, &err) != 0)
 				goto fail;
 			if (!o->quiet)
 				fprintf(stderr, "step %lld eval_loss %.6f\n", (long long)step, ev);
