@@ -18,5 +18,6 @@ int cmd_mix(int argc, char **argv);       /* mixers/mix_cmd.c */
 int cmd_pack(int argc, char **argv);      /* mixers/pack_cmd.c */
 int cmd_train(int argc, char **argv);     /* trainer/train_cmd.c */
 int cmd_generate(int argc, char **argv);  /* trainer/generate_cmd.c */
+int cmd_average(int argc, char **argv);   /* trainer/average_cmd.c */
 
 #endif

@@ -13,6 +13,7 @@ static const struct command {
 	int (*fn)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
+	{"average", cmd_average, "average checkpoints (uniform, weighted, or a greedy soup on a dev pack)"},
 	{"capfilter", cmd_capfilter, "drop captions by quality rules (words, chars, ratios, language)"},
 	{"cat", cmd_cat, "concatenate, recompress or convert sample streams"},
 	{"clean", cmd_clean, "clean caption text: UTF-8, HTML, URLs, Unicode, whitespace"},
