@@ -19,5 +19,6 @@ int cmd_pack(int argc, char **argv);      /* mixers/pack_cmd.c */
 int cmd_train(int argc, char **argv);     /* trainer/train_cmd.c */
 int cmd_generate(int argc, char **argv);  /* trainer/generate_cmd.c */
 int cmd_average(int argc, char **argv);   /* trainer/average_cmd.c */
+int cmd_eval(int argc, char **argv);      /* trainer/eval_cmd.c */
 
 #endif

@@ -18,6 +18,7 @@ static const struct command {
 	{"cat", cmd_cat, "concatenate, recompress or convert sample streams"},
 	{"clean", cmd_clean, "clean caption text: UTF-8, HTML, URLs, Unicode, whitespace"},
 	{"dedup", cmd_dedup, "drop exact and near-duplicate images and captions, decontaminate"},
+	{"eval", cmd_eval, "score a checkpoint on held-out sets, with test-time resolution search"},
 	{"filter", cmd_filter, "run a chain of filters: 'clean,capfilter:min_words=3,imgfilter'"},
 	{"generate", cmd_generate, "run a checkpoint on an image and a prompt (greedy or top-p, KV cache)"},
 	{"imgfilter", cmd_imgfilter, "drop images by size, aspect ratio, format, blankness"},

@@ -187,7 +187,7 @@ int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean,
 		uint32_t pad = (uint32_t)(m->c.vocab - 1);
 		if (bb->nimg)
 			pad = bb->ids[(size_t)bb->img[0].seq * L + bb->img[0].token];
-		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, pad};
+		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, pad, NULL};
 		double ls;
 		uint64_t cnt;
 		if (model_step(m, &mb, 0, 1.0f, &ls, &cnt, err) != 0)

@@ -115,7 +115,7 @@ static int run_generate(const gen_opts *o)
 			first_pad = i;
 	}
 	mimage mi = {0, first_pad, im.h, im.w, im.px};
-	mbatch mb = {1, n, seq.ids, pos, segv, loss, &mi, im.px ? 1 : 0, t.image_pad};
+	mbatch mb = {1, n, seq.ids, pos, segv, loss, &mi, im.px ? 1 : 0, t.image_pad, NULL};
 	uint32_t stop[2] = {t.im_end, t.endoftext};
 	out = xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
 	int nout;

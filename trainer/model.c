@@ -561,19 +561,29 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	size_t rows[LOGIT_ROWS];
 	int32_t tg[LOGIT_ROWS];
 	double total = 0;
+	if (b->seq_loss)
+		memset(b->seq_loss, 0, (size_t)b->B * sizeof *b->seq_loss);
 	for (size_t r = 0; r < n;) {
 		int k = 0;
-		for (; r < n && k < LOGIT_ROWS; r++)
+		/* with per-sequence sums asked, a block never spans two sequences */
+		size_t seq = r / (size_t)b->L;
+		for (; r < n && k < LOGIT_ROWS && (!b->seq_loss || r / (size_t)b->L == seq); r++)
 			if (a->target[r] >= 0) {
 				rows[k] = r;
 				tg[k] = a->target[r];
 				memcpy(xs + (size_t)k * D, a->nf + r * D, D * sizeof(float));
 				k++;
 			}
-		if (!k)
+		if (!k) {
+			if (r < n)
+				continue;
 			break;
+		}
 		linear_fwd(logits, xs, head, k, D, c->vocab);
-		total += xent_fwd_bwd(logits, tg, k, c->vocab, scale);
+		double part = xent_fwd_bwd(logits, tg, k, c->vocab, scale);
+		total += part;
+		if (b->seq_loss)
+			b->seq_loss[rows[0] / (size_t)b->L] += part;
 		if (!backward)
 			continue;
 		if (need_dx) {

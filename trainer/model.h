@@ -121,6 +121,8 @@ typedef struct mbatch {
 	const mimage *img;
 	int nimg;
 	uint32_t image_pad;              /* the pad token's id */
+	double *seq_loss;                /* optional [B]: each sequence's summed
+					  * loss (evaluation scores candidates) */
 } mbatch;
 
 /* model_step() : forward; with backward, also adds every trainable

@@ -297,6 +297,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		sc.kind = SCHED_CONSTANT;
 	if (o->trainable && parse_parts(o->trainable, &parts) != 0) {
 		fprintf(stderr, "mvl train: --train takes vit, projector, llm or all, comma-separated\n");
+		json_decref(losses);
 		return 2;
 	}
 	if (o->recipe) {
@@ -477,7 +478,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		float scale = targets ? 1.0f / (float)targets : 0;
 		for (int k = 0; k < K; k++) {
 			mbatch mb = {B, L, bb[k].ids, bb[k].pos, bb[k].seg, bb[k].loss, bb[k].img, bb[k].nimg,
-				     o->synthetic ? pad : 0};
+				     o->synthetic ? pad : 0, NULL};
 			if (!o->synthetic) {
 				/* the pad id: the model was set up with the tokenizer's */
 				mb.image_pad = (uint32_t)(c.vocab - 1);

@@ -65,7 +65,7 @@ static void make_batch(mbatch *b)
 		px1[i] = (uint8_t)rnd();
 	imgs[0] = (mimage){0, 1, 28, 56, px0};
 	imgs[1] = (mimage){1, 7, 56, 28, px1};
-	*b = (mbatch){B, L, ids, pos, seg, loss, imgs, 2, PAD};
+	*b = (mbatch){B, L, ids, pos, seg, loss, imgs, 2, PAD, NULL};
 }
 
 static model_config micro(int tied)
@@ -310,7 +310,7 @@ static void kv_cache(void)
 	pid[2] = pid[3] = PAD;
 	pid[4] = VE;
 	mimage im = {0, 2, 28, 56, px0};
-	mbatch b = {1, N, pid, ppos, pseg, ploss, &im, 1, PAD};
+	mbatch b = {1, N, pid, ppos, pseg, ploss, &im, 1, PAD, NULL};
 	uint32_t gen[NEW], one[1];
 	int ng = 0, n1 = 0, same = 1;
 	mvl_err err;
