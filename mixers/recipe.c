@@ -383,6 +383,19 @@ static void resolve_all(const ctx *c, char **v, int n)
 	}
 }
 
+static void read_model(ctx *c, recipe *r, const yaml_node_t *m)
+{
+	static const char *const keys[] = {"preset", "tied", NULL};
+	static const char *const presets[] = {"tiny", "small", "micro", NULL};
+	snprintf(c->scope, sizeof c->scope, "model");
+	r->model_preset = xstrdup("tiny");
+	if (!m || check_map(c, m, "'model'", keys) != 0)
+		return;
+	free(r->model_preset);
+	r->model_preset = xstrdup(presets[get_enum(c, m, "preset", presets, 0, 0)]);
+	r->model_tied = get_bool(c, m, "tied", 0);
+}
+
 static void read_sources(ctx *c, recipe *r, const yaml_node_t *m, const yaml_node_t *root)
 {
 	static const char *const keys[] = {"kind", "shards", "filters", NULL};
@@ -710,12 +723,13 @@ recipe *recipe_load(const char *path, buf *diag, mvl_err *err)
 	recipe *r = xcalloc(1, sizeof *r);
 	r->path = xstrdup(path);
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	static const char *const keys[] = {"seed", "max_epochs", "sources", "tokenizer", "stages", "eval", NULL};
+	static const char *const keys[] = {"seed", "max_epochs", "model", "sources", "tokenizer", "stages", "eval", NULL};
 	if (!root) {
 		bad(&c, NULL, "the file is empty");
 	} else if (check_map(&c, root, "the recipe", keys) == 0) {
 		r->seed = get_u64(&c, root, "seed", 0, 0, UINT64_MAX / 2, 0);
 		r->max_epochs = (int)get_u64(&c, root, "max_epochs", 10, 1, 1000000, 0);
+		read_model(&c, r, get(&c, root, "model"));
 		read_sources(&c, r, get(&c, root, "sources"), root);
 		read_tokenizer(&c, r, get(&c, root, "tokenizer"), root);
 		yaml_node_t *st = get(&c, root, "stages");
@@ -778,6 +792,7 @@ void recipe_free(recipe *r)
 	free_strs(r->eval.set_shards, r->eval.nsets);
 	free(r->eval.resolutions);
 	free_strs(r->eval.metrics, r->eval.nmetrics);
+	free(r->model_preset);
 	free(r->path);
 	free(r);
 }

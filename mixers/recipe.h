@@ -75,6 +75,8 @@ typedef struct reval {
 typedef struct recipe {
 	char *path;
 	uint64_t seed;
+	char *model_preset;      /* model: preset (tiny, small, micro); default tiny */
+	int model_tied;
 	int max_epochs;          /* warn when a stage repeats a source more */
 	rsource *src;
 	int nsrc;

@@ -20,5 +20,6 @@ int cmd_train(int argc, char **argv);     /* trainer/train_cmd.c */
 int cmd_generate(int argc, char **argv);  /* trainer/generate_cmd.c */
 int cmd_average(int argc, char **argv);   /* trainer/average_cmd.c */
 int cmd_eval(int argc, char **argv);      /* trainer/eval_cmd.c */
+int cmd_run(int argc, char **argv);       /* pipeline/run_cmd.c */
 
 #endif

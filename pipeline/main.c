@@ -27,6 +27,7 @@ static const struct command {
 	{"mix", cmd_mix, "a stage's sample stream: sources interleaved by token weight, shuffled, from the seed"},
 	{"pack", cmd_pack, "pack a stage's stream into fixed-length sequences for the trainer"},
 	{"recipe", cmd_recipe, "check a recipe and print its resolved plan: tokens and epochs per source"},
+	{"run", cmd_run, "run a recipe end to end: filter, tokenizer, mix, pack, train, average, eval, report"},
 	{"shard", cmd_shard, "re-shard a stream into sized shards"},
 	{"tok", cmd_tok, "byte-level BPE tokenizer, identical to tiktoken: encode, decode"},
 	{"train", cmd_train, "train the vision-language model on packs (or synthetic data), stage by stage"},

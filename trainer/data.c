@@ -102,6 +102,18 @@ int pack_src_open(pack_src *p, char **paths, int n, uint32_t L, mvl_err *err)
 	}
 	if (!p->total)
 		return mvl_errf(err, "the packs hold no sequence");
+	/* the image pad id is whatever token the images' first pads carry */
+	p->image_pad = UINT32_MAX;
+	for (int i = 0; i < p->n && p->image_pad == UINT32_MAX; i++)
+		for (uint64_t k = 0; k < pack_count(p->r[i]) && k < 4096; k++) {
+			pack_seq q;
+			if (pack_read(p->r[i], k, &q, err) != 0)
+				return -1;
+			if (q.nimg) {
+				p->image_pad = q.ids[q.img[0].token];
+				break;
+			}
+		}
 	return 0;
 }
 
@@ -184,10 +196,7 @@ int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean,
 		for (int s = 0; s < n; s++)
 			if (pack_fill(ev, bb, s, g + (uint64_t)s, err) != 0)
 				return -1;
-		uint32_t pad = (uint32_t)(m->c.vocab - 1);
-		if (bb->nimg)
-			pad = bb->ids[(size_t)bb->img[0].seq * L + bb->img[0].token];
-		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, pad, NULL};
+		mbatch mb = {n, L, bb->ids, bb->pos, bb->seg, bb->loss, bb->img, bb->nimg, ev->image_pad, NULL};
 		double ls;
 		uint64_t cnt;
 		if (model_step(m, &mb, 0, 1.0f, &ls, &cnt, err) != 0)

@@ -32,6 +32,7 @@ void synth_seq(batch_buf *b, int s, uint64_t seed, uint64_t g, const model_confi
 
 /* sequences from packs, in order, wrapping */
 typedef struct pack_src {
+	uint32_t image_pad; /* the pad id (from the first image seen), or UINT32_MAX */
 	pack_reader **r;
 	int n;
 	uint64_t total;

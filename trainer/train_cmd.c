@@ -479,12 +479,8 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		for (int k = 0; k < K; k++) {
 			mbatch mb = {B, L, bb[k].ids, bb[k].pos, bb[k].seg, bb[k].loss, bb[k].img, bb[k].nimg,
 				     o->synthetic ? pad : 0, NULL};
-			if (!o->synthetic) {
-				/* the pad id: the model was set up with the tokenizer's */
-				mb.image_pad = (uint32_t)(c.vocab - 1);
-				for (int i = 0; i < bb[k].nimg; i++)
-					mb.image_pad = bb[k].ids[(size_t)bb[k].img[i].seq * L + bb[k].img[i].token];
-			}
+			if (!o->synthetic)
+				mb.image_pad = ps.image_pad; /* what the packs' images carry */
 			double ls;
 			uint64_t cnt;
 			if (model_step(m, &mb, 1, scale, &ls, &cnt, &err) != 0)
