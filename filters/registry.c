@@ -2,13 +2,14 @@
 #include "commands.h"
 #include "filter.h"
 
-extern const filter_def filter_clean, filter_capfilter, filter_imgfilter, filter_dedup;
+extern const filter_def filter_clean, filter_capfilter, filter_imgfilter, filter_dedup, filter_pairscore;
 
 const filter_def *const filter_defs[] = {
 	&filter_clean,
 	&filter_capfilter,
 	&filter_imgfilter,
 	&filter_dedup,
+	&filter_pairscore,
 	NULL,
 };
 

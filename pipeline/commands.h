@@ -20,6 +20,8 @@ int cmd_train(int argc, char **argv);     /* trainer/train_cmd.c */
 int cmd_generate(int argc, char **argv);  /* trainer/generate_cmd.c */
 int cmd_average(int argc, char **argv);   /* trainer/average_cmd.c */
 int cmd_eval(int argc, char **argv);      /* trainer/eval_cmd.c */
+int cmd_report(int argc, char **argv);    /* pipeline/report_cmd.c */
 int cmd_run(int argc, char **argv);       /* pipeline/run_cmd.c */
+int cmd_score(int argc, char **argv);     /* trainer/score_cmd.c */
 
 #endif

@@ -17,7 +17,7 @@
 
 typedef struct avg_opts {
 	const char *output, *weights, *dev, *report;
-	int soup, batch;
+	int soup, batch, dev_seqs;
 } avg_opts;
 
 /* Loads every member; all must share the first one's config exactly. */
@@ -57,7 +57,7 @@ static void mix(model *out, model **m, const double *w, int n)
 	}
 }
 
-static int dev_loss(model *m, const char *dev, int B, double *loss, mvl_err *err)
+static int dev_loss(model *m, const char *dev, int B, int max, double *loss, mvl_err *err)
 {
 	pack_src ps = {0};
 	char *paths[1] = {(char *)dev};
@@ -70,7 +70,7 @@ static int dev_loss(model *m, const char *dev, int B, double *loss, mvl_err *err
 	int rc = pack_src_open(&ps, paths, 1, (uint32_t)L, err);
 	if (rc == 0) {
 		batch_alloc(&bb, B, L);
-		rc = eval_pack(m, &ps, &bb, B, L, loss, err);
+		rc = eval_pack(m, &ps, &bb, B, L, (uint64_t)max, loss, err);
 		batch_free(&bb);
 	}
 	pack_src_close(&ps);
@@ -117,7 +117,7 @@ static int run_average(const avg_opts *o, char **names, int n)
 	avg = model_new(&m[0]->c, 0);
 	if (o->dev)
 		for (int i = 0; i < n; i++) {
-			if (dev_loss(m[i], o->dev, o->batch, &loss[i], &err) != 0)
+			if (dev_loss(m[i], o->dev, o->batch, o->dev_seqs, &loss[i], &err) != 0)
 				goto done;
 			fprintf(stderr, "mvl average: member %d (%s): dev loss %.6f\n", i + 1, names[i], loss[i]);
 			json_array_append_new(members, json_pack("{s:s,s:f}", "name", names[i], "dev_loss", loss[i]));
@@ -144,7 +144,7 @@ static int run_average(const avg_opts *o, char **names, int n)
 				w[i] = in[i] ? 1.0 / (k + 1) : 0;
 			mix(avg, m, w, n);
 			double l;
-			if (dev_loss(avg, o->dev, o->batch, &l, &err) != 0) {
+			if (dev_loss(avg, o->dev, o->batch, o->dev_seqs, &l, &err) != 0) {
 				free(order);
 				free(in);
 				goto done;
@@ -170,7 +170,7 @@ static int run_average(const avg_opts *o, char **names, int n)
 	json_object_set_new(rep, "weights", wl);
 	if (o->dev) {
 		double l;
-		if (dev_loss(avg, o->dev, o->batch, &l, &err) != 0)
+		if (dev_loss(avg, o->dev, o->batch, o->dev_seqs, &l, &err) != 0)
 			goto done;
 		fprintf(stderr, "mvl average: %s: dev loss %.6f\n", o->soup ? "soup" : "average", l);
 		json_object_set_new(rep, "dev_loss", json_real(l));
@@ -214,6 +214,7 @@ int cmd_average(int argc, char **argv)
 		 "greedy soup: add members best first, each only if the dev loss improves (needs --dev)"},
 		{"dev", 0, OPT_STR, &o.dev, NULL, "PACK", "a held-out pack: every member's and the average's loss"},
 		{"batch", 0, OPT_INT, &o.batch, "4", "N", "sequences per evaluation batch"},
+		{"dev-seqs", 0, OPT_INT, &o.dev_seqs, "64", "N", "evaluate on the dev pack's first N sequences (0: all)"},
 		{"report", 0, OPT_STR, &o.report, NULL, "FILE", "weights and dev losses as JSON"},
 		{0},
 	};
@@ -226,7 +227,7 @@ int cmd_average(int argc, char **argv)
 	char **args;
 	int nargs;
 	opts_main(&cmd, argc, argv, &args, &nargs);
-	if (!o.output || nargs < 1 || (o.soup && !o.dev) || o.batch < 1) {
+	if (!o.output || nargs < 1 || (o.soup && !o.dev) || o.batch < 1 || o.dev_seqs < 0) {
 		fprintf(stderr, "mvl average: -o FILE and at least one checkpoint are required; --soup needs --dev PACK\n"
 				"see 'mvl average --help'\n");
 		free(args);

@@ -186,12 +186,13 @@ char *ckpt_weights(const char *name, mvl_err *err)
 }
 
 /* the mean loss over every sequence of a held-out pack, B at a time */
-int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean, mvl_err *err)
+int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, uint64_t max, double *mean, mvl_err *err)
 {
 	double sum = 0;
 	uint64_t count = 0;
-	for (uint64_t g = 0; g < ev->total; g += (uint64_t)B) {
-		int n = (int)(ev->total - g < (uint64_t)B ? ev->total - g : (uint64_t)B);
+	uint64_t total = max && max < ev->total ? max : ev->total;
+	for (uint64_t g = 0; g < total; g += (uint64_t)B) {
+		int n = (int)(total - g < (uint64_t)B ? total - g : (uint64_t)B);
 		batch_clear_images(bb);
 		for (int s = 0; s < n; s++)
 			if (pack_fill(ev, bb, s, g + (uint64_t)s, err) != 0)

@@ -43,9 +43,9 @@ void pack_src_close(pack_src *p);
 /* pack_fill() : sequence g (modulo the total) into slot s. */
 int pack_fill(pack_src *p, batch_buf *b, int s, uint64_t g, mvl_err *err);
 
-/* eval_pack() : the mean loss over every sequence of ev, B at a time
- * (bb sized B x L). */
-int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, double *mean, mvl_err *err);
+/* eval_pack() : the mean loss over the first max sequences of ev (0: all),
+ * B at a time (bb sized B x L). */
+int eval_pack(model *m, pack_src *ev, batch_buf *bb, int B, int L, uint64_t max, double *mean, mvl_err *err);
 
 /* ckpt_latest() : the checkpoint directory a name means: itself when it
  * holds state.json, else the one its "latest" file names. */

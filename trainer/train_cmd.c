@@ -534,7 +534,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 			fflush(metrics); /* whole lines only, even if killed */
 		if (o->eval_pack && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
 			double ev = 0;
-			if (eval_pack(m, &evs, &evb, B, L, &ev, &err) != 0)
+			if (eval_pack(m, &evs, &evb, B, L, 0, &ev, &err) != 0)
 				goto fail;
 			if (!o->quiet)
 				fprintf(stderr, "step %lld eval_loss %.6f\n", (long long)step, ev);

@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""test_run.py: `mvl run` end to end on a small generated set.
+
+scripts/synth.py writes a few hundred dirty samples and clean held-out
+splits; a recipe with the micro model and small budgets runs every step
+(filter, tokenizer, mix, pack, train at two lengths, average, eval,
+report).  Checks: the manifest records every step done with its outputs,
+the outputs are what each step promised, a re-run redoes nothing, a run
+killed mid-step and re-run completes without redoing finished steps, and
+a broken recipe stops before any work.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mvltest import MVL, ROOT, Suite, eq, expect, expect_rc, mvl  # noqa: E402
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+S = Suite("run")
+check = S.check
+
+DATA = S.dir("data")
+RECIPE = os.path.join(DATA, "recipe.yaml")
+
+
+def recipe_text(budget="16Ki"):
+    return """seed: 3
+max_epochs: 1000
+model: {preset: micro}
+sources:
+  captions:
+    kind: captions
+    shards: raw/captions
+    filters: clean,capfilter:min_words=3:boilerplate=1:lang=en:lang_min_conf=0.3,imgfilter:min_side=56:max_aspect=3:min_std=3,dedup
+  conversations: {kind: conversations, shards: raw/conversations, filters: clean}
+  text: {kind: text, shards: raw/text}
+tokenizer:
+  train: {vocab: 1024, sources: [captions, text], pattern: cl100k_base}
+stages:
+  - {name: warmup, train: projector, seq_len: 128, tokens: %(b)s, batch_tokens: 1Ki, mix: {captions: 1}, lr: 2e-3, max_pixels: 12544}
+  - {name: multitask, train: all, seq_len: [128, 256], tokens: %(b)s, batch_tokens: 1Ki,
+     mix: {captions: 0.6, conversations: 0.3, text: 0.1}, lr: 1e-3, max_pixels: 12544}
+  - {name: sft, train: all, seq_len: 256, tokens: %(b)s, batch_tokens: 1Ki, mix: {conversations: 1}, lr: 5e-4,
+     max_pixels: 12544, truncate: false}
+eval:
+  sets: {captions_dev: eval/captions_dev, captions_test: eval/captions_test, qa_dev: eval/qa_dev, qa_test: eval/qa_test}
+  resolutions: [3136, 12544]
+""" % {"b": budget}
+
+
+def setup():
+    p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "synth.py"), "--out", DATA, "--seed", "5",
+                        "--scale", "0.08"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if p.returncode != 0:
+        raise SystemExit("synth.py failed: %s" % p.stderr.decode()[-400:])
+    with open(RECIPE, "w") as f:
+        f.write(recipe_text())
+
+
+setup()
+
+EXPECTED = ["filter.captions", "filter.conversations", "filter.text", "tokenizer", "mix.warmup", "pack.warmup.128",
+            "train.warmup.128", "mix.multitask", "pack.multitask.128", "train.multitask.128", "pack.multitask.256",
+            "train.multitask.256", "average.multitask", "mix.sft", "pack.sft.256", "train.sft.256", "eval", "report"]
+
+
+def manifest(run):
+    with open(os.path.join(run, "manifest.json")) as f:
+        return json.load(f)
+
+
+RUN = os.path.join(S.dir("full"), "run")
+FIRST = mvl("run", RECIPE, "-o", RUN, timeout=600)
+
+
+@check("run_completes_every_step")
+def _():
+    expect_rc(FIRST, 0)
+    m = manifest(RUN)
+    names = [s["name"] for s in m["steps"]]
+    eq(names, EXPECTED, "steps in order")
+    for s in m["steps"]:
+        eq(s["status"], "done", "status of %s" % s["name"])
+        for o in s["outputs"]:
+            expect(os.path.exists(o), "%s: output %s missing" % (s["name"], o))
+    expect(m.get("final", "").endswith("train-256"), "final model: %r" % m.get("final"))
+
+
+@check("run_outputs_are_what_the_steps_promise")
+def _():
+    expect_rc(FIRST, 0)
+    # filtered captions: fewer than raw (the dirt), stats and rejects written
+    with open(os.path.join(RUN, "filter", "captions.stats.json")) as f:
+        st = json.load(f)
+    expect(0 < st["kept"] < st["in"], "captions filter kept %d of %d" % (st["kept"], st["in"]))
+    # the tokenizer, the mixes, the packs and the checkpoints
+    expect(os.path.exists(os.path.join(RUN, "tokenizer", "tok.tiktoken")), "no tokenizer")
+    with open(os.path.join(RUN, "stages", "multitask", "mix.json")) as f:
+        mix = json.load(f)
+    shares = {s["name"]: s["share"] for s in mix["sources"]}
+    expect(abs(shares["captions"] - 0.6) < 0.05, "multitask captions share %.3f" % shares["captions"])
+    r = mvl("ls", "-q", os.path.join(RUN, "stages", "sft", "pack-256.pack"))
+    expect_rc(r, 0)
+    expect(r.out.count(b"\n") >= 1, "sft pack lists no sequence")
+    with open(os.path.join(RUN, "stages", "multitask", "average.json")) as f:
+        av = json.load(f)
+    eq(len(av["weights"]), 2, "averaged members")
+    with open(os.path.join(RUN, "eval.json")) as f:
+        ev = json.load(f)
+    eq([g["max_pixels"] for g in ev["dev_grid"]], [3136, 12544], "resolution grid")
+    expect("retrieval_accuracy" in ev["test"]["default"], "no retrieval accuracy in eval.json")
+    expect(os.path.getsize(os.path.join(RUN, "report.html")) > 1000, "report.html missing or tiny")
+
+
+@check("rerun_redoes_nothing")
+def _():
+    expect_rc(FIRST, 0)
+    before = manifest(RUN)
+    r = mvl("run", RECIPE, "-o", RUN, timeout=600)
+    expect_rc(r, 0)
+    eq(r.err.count(b"done before, skipped"), len(EXPECTED) - 1, "steps skipped on the re-run (the report is redone)")
+    after = manifest(RUN)
+    for a, b in zip(before["steps"][:-1], after["steps"][:-1]):
+        eq(a["seconds"], b["seconds"], "%s was redone" % a["name"])
+
+
+@check("killed_run_resumes_without_redoing_finished_steps")
+def _():
+    run = os.path.join(S.dir("killed"), "run")
+    env = dict(os.environ)
+    p = subprocess.Popen([MVL, "run", RECIPE, "-o", run], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                         start_new_session=True)
+    # kill once the first training step has started
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if os.path.exists(os.path.join(run, "stages", "warmup", "train-128")):
+            break
+        time.sleep(0.05)
+    expect(p.poll() is None, "the run ended before it could be killed")
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    m = manifest(run)
+    finished = [s["name"] for s in m["steps"] if s["status"] == "done"]
+    expect("pack.warmup.128" in finished, "steps done before the kill: %s" % finished)
+    expect("train.warmup.128" not in finished, "the killed step is recorded done")
+    r = mvl("run", RECIPE, "-o", run, timeout=600)
+    expect_rc(r, 0)
+    err = r.err.decode()
+    for name in finished:
+        expect("%s: done before, skipped" % name in err, "%s was redone after the kill" % name)
+    m = manifest(run)
+    eq([s["status"] for s in m["steps"]], ["done"] * len(EXPECTED), "statuses after resuming")
+
+
+@check("broken_recipe_stops_before_any_work")
+def _():
+    d = S.dir("broken")
+    bad = os.path.join(DATA, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write(recipe_text().replace("lr: 2e-3", "lr_sheduler: cosine"))
+    r = mvl("run", bad, "-o", os.path.join(d, "run"))
+    expect_rc(r, 1)
+    expect(b"lr_sheduler" in r.err and b"did you mean" in r.err, "message: %r" % r.err[-300:])
+    expect(not os.path.exists(os.path.join(d, "run")), "a broken recipe created the run directory")
+
+
+S.finish()

@@ -1,0 +1,169 @@
+/* score_cmd.c: `mvl score`: a trained checkpoint's verdict on each
+ * image-caption pair, written into KEY.json for the pairscore filter.
+ *
+ * For each sample with an image and a caption: the mean log-likelihood per
+ * caption token (and <|endoftext|>) with the image before it, and without
+ * any image; "gain" is their difference, how much the image explains the
+ * caption.  Samples without both pass through unscored (counted). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "chat.h"
+#include "commands.h"
+#include "data.h"
+#include "image.h"
+#include "model.h"
+#include "sample_text.h"
+#include "stream_cmd.h"
+#include "train.h"
+
+typedef struct score_opts {
+	const char *ckpt, *tokenizer, *encoding;
+	uint64_t min_pixels, max_pixels;
+	stream_opts so;
+} score_opts;
+
+/* mean loss per target token of sequences a (with image) and b (without) */
+static int score_pair(model *m, const chat_tokens *t, const chat_seq *a, const chat_seq *b, const img_rgb *im,
+		      double out[2], mvl_err *err)
+{
+	int L = (int)(a->n > b->n ? a->n : b->n);
+	batch_buf bb = {0};
+	batch_alloc(&bb, 2, L);
+	const chat_seq *s[2] = {a, b};
+	int targets[2] = {0, 0};
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < L; k++) {
+			size_t r = (size_t)i * L + k;
+			int in = k < (int)s[i]->n;
+			bb.ids[r] = in ? s[i]->ids[k] : t->endoftext;
+			bb.loss[r] = in ? s[i]->loss[k] : 0;
+			bb.seg[r] = in;
+			bb.pos[r] = in ? (uint32_t)k : 0;
+			targets[i] += in && k > 0 && s[i]->loss[k];
+		}
+	int first = -1;
+	for (int k = 0; k < (int)a->n && first < 0; k++)
+		if (a->ids[k] == t->image_pad)
+			first = k;
+	uint8_t *px = batch_add_image(&bb, 0, first, im->h, im->w);
+	memcpy(px, im->px, (size_t)im->h * im->w * 3);
+	double sl[2], tot;
+	uint64_t cnt;
+	mbatch mb = {2, L, bb.ids, bb.pos, bb.seg, bb.loss, bb.img, bb.nimg, t->image_pad, sl};
+	int rc = model_step(m, &mb, 0, 1.0f, &tot, &cnt, err);
+	for (int i = 0; rc == 0 && i < 2; i++)
+		out[i] = targets[i] ? -sl[i] / targets[i] : 0;
+	batch_free(&bb);
+	return rc;
+}
+
+int cmd_score(int argc, char **argv)
+{
+	score_opts o;
+	const opt_spec specs[] = {
+		{"ckpt", 0, OPT_STR, &o.ckpt, NULL, "CKPT", "checkpoint directory, run directory or model.safetensors"},
+		{"tokenizer", 0, OPT_STR, &o.tokenizer, NULL, "FILE", "the tokenizer it was trained with"},
+		{"encoding", 0, OPT_CHOICE, &o.encoding, "cl100k_base", "gpt2|r50k_base|cl100k_base|o200k_base",
+		 "pattern for a .tiktoken without its .json"},
+		{"min-pixels", 0, OPT_U64, &o.min_pixels, "3136", "N", "smart_resize lower bound"},
+		{"max-pixels", 0, OPT_U64, &o.max_pixels, "12544", "N", "smart_resize upper bound"},
+		STREAM_INPUT_SPECS(o.so),
+		STREAM_OUTPUT_SPECS(o.so, "0", "0"),
+		{0},
+	};
+	const opt_cmd cmd = {
+		"score", "--ckpt CKPT --tokenizer FILE [OPTIONS] [INPUT...]",
+		"Adds to each sample's KEY.json \"pairscore\": {with_image, without_image,\n"
+		"gain}: the caption's mean log-likelihood per token under a checkpoint with\n"
+		"the image and without it, and the difference (what the image explains).\n"
+		"The pairscore filter drops pairs by it.",
+		NULL, specs,
+	};
+	char **args;
+	int nargs;
+	opts_main(&cmd, argc, argv, &args, &nargs);
+	if (!o.ckpt || !o.tokenizer) {
+		fprintf(stderr, "mvl score: --ckpt and --tokenizer are required\nsee 'mvl score --help'\n");
+		free(args);
+		return 2;
+	}
+	mvl_err err;
+	char *wp = ckpt_weights(o.ckpt, &err);
+	model *m = wp ? model_load_new(wp, &err) : NULL;
+	free(wp);
+	bpe *b = m ? bpe_open(o.tokenizer, o.encoding, &err) : NULL;
+	chat_tokens t;
+	if (!m || !b || chat_tokens_setup(b, &t, &err) != 0) {
+		fprintf(stderr, "mvl score: %s\n", err.msg);
+		bpe_free(b);
+		model_free(m);
+		free(args);
+		return 1;
+	}
+	stream_run sr;
+	if (stream_run_open(&sr, "score", &o.so, args, nargs, RUN_SHARDS | RUN_WRITES, &err) != 0) {
+		fprintf(stderr, "mvl score: %s\n", err.msg);
+		bpe_free(b);
+		model_free(m);
+		free(args);
+		return 1;
+	}
+	bpe_ctx *bc = bpe_ctx_new(b);
+	img_ctx *ic = img_ctx_new();
+	sample s;
+	sample_init(&s);
+	chat_seq with = {0}, without = {0};
+	buf scratch = {0};
+	uint64_t scored = 0, unscored = 0;
+	int failed = 0;
+	while (!failed && stream_run_read(&sr, &s)) {
+		size_t n;
+		const char *cap = sample_caption(&s, &scratch, &n, NULL);
+		member *imm = sample_image(&s, NULL);
+		img_rgb dec = {0}, im = {0};
+		img_decode_opts dopts;
+		img_decode_opts_default(&dopts);
+		mvl_err e;
+		int h = 0, w = 0, ok = cap && n && imm && img_decode(ic, imm->data, imm->size, &dopts, &dec, NULL, &e) == 0 &&
+					    smart_resize(dec.h, dec.w, 28, o.min_pixels, o.max_pixels, &h, &w, &e) == 0 &&
+					    img_resize(&dec, w, h, &im, &e) == 0;
+		with.n = without.n = 0;
+		ok = ok && chat_caption(b, bc, &t, cap, n, h, w, &with, &e) == 0 &&
+		     chat_caption(b, bc, &t, cap, n, 0, 0, &without, &e) == 0;
+		double ll[2];
+		if (ok && score_pair(m, &t, &with, &without, &im, ll, &err) != 0) {
+			fprintf(stderr, "mvl score: '%s': %s\n", s.key, err.msg);
+			failed = 1;
+		} else if (ok) {
+			sample_json_set(&s, "pairscore", json_pack("{s:f,s:f,s:f}", "with_image", ll[0], "without_image", ll[1],
+								   "gain", ll[0] - ll[1]));
+			scored++;
+		} else {
+			unscored++;
+		}
+		img_rgb_free(&dec);
+		img_rgb_free(&im);
+		if (!failed && stream_run_write(&sr, &s, &err) != 0)
+			failed = 1;
+	}
+	if (!o.so.quiet || unscored)
+		fprintf(stderr, "mvl score: %llu scored, %llu passed through unscored (no image or caption, or an "
+				"image that does not decode)\n", (unsigned long long)scored, (unsigned long long)unscored);
+	if (failed)
+		sr.output_failed = 1;
+	int rc = stream_run_close(&sr);
+	chat_seq_free(&with);
+	chat_seq_free(&without);
+	buf_free(&scratch);
+	sample_free(&s);
+	img_ctx_free(ic);
+	bpe_ctx_free(bc);
+	bpe_free(b);
+	model_free(m);
+	free(args);
+	return rc;
+}
