@@ -631,7 +631,7 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 
 static void read_eval(ctx *c, recipe *r, const yaml_node_t *m)
 {
-	static const char *const keys[] = {"sets", "resolutions", "metrics", NULL};
+	static const char *const keys[] = {"sets", "resolutions", "metrics", "max_samples", "candidates", NULL};
 	static const char *const metrics[] = {"loss", "accuracy", "exact_match", NULL};
 	reval *e = &r->eval;
 	snprintf(c->scope, sizeof c->scope, "eval");
@@ -671,6 +671,8 @@ static void read_eval(ctx *c, recipe *r, const yaml_node_t *m)
 		}
 	}
 	e->metrics = get_strs(c, m, "metrics", &e->nmetrics, 0);
+	e->max_samples = (int)get_u64(c, m, "max_samples", 0, 0, INT32_MAX, 0);
+	e->candidates = (int)get_u64(c, m, "candidates", 8, 2, 1000, 0);
 	for (int i = 0; i < e->nmetrics; i++) {
 		int ok = 0;
 		for (int j = 0; metrics[j]; j++)

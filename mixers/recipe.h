@@ -70,6 +70,8 @@ typedef struct reval {
 	int nres;
 	char **metrics;
 	int nmetrics;
+	int max_samples;         /* per eval set, 0: all */
+	int candidates;          /* retrieval: captions per image (default 8) */
 } reval;
 
 typedef struct recipe {

@@ -490,6 +490,12 @@ static int evaluate(run *R, const char *final, mvl_err *err)
 		arg(&a, "%s", (char *)g.data);
 		buf_free(&g);
 	}
+	if (e->max_samples) {
+		arg(&a, "--max-samples");
+		arg(&a, "%d", e->max_samples);
+	}
+	arg(&a, "--candidates");
+	arg(&a, "%d", e->candidates ? e->candidates : 8);
 	/* the default resolution: the last stage's bound */
 	arg(&a, "--default-pixels");
 	arg(&a, "%llu", (unsigned long long)R->r->stage[R->r->nstage - 1].max_pixels);
