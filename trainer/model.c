@@ -697,7 +697,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	return 0;
 }
 
-double model_flops(const model *m, const mbatch *b)
+double model_flops(const model *m, const mbatch *b, int train)
 {
 	const model_config *c = &m->c;
 	double n = (double)b->B * b->L, np = 0;
@@ -708,10 +708,10 @@ double model_flops(const model *m, const mbatch *b)
 	double merger = np / 4 * (16 * Dv * Dv + 4 * Dv * D);
 	double llm = n * (c->layers * (D * dh * (c->heads * 2 + c->kv_heads * 2) + 3 * D * c->mlp) + D * c->vocab);
 	/* attention scores and values: per segment len^2 * dh * heads * 2 (x 1/2 causal) */
-	double att = 0;
+	double att = 0, vatt = 0;
 	for (int k = 0; k < b->nimg; k++) {
 		double p = (double)(b->img[k].h / PATCH) * (b->img[k].w / PATCH);
-		att += c->vit_layers * 2 * p * p * Dv;
+		vatt += c->vit_layers * 2 * p * p * Dv;
 	}
 	for (int s = 0; s < b->B; s++)
 		for (int r = 0; r < b->L;) {
@@ -722,7 +722,17 @@ double model_flops(const model *m, const mbatch *b)
 				att += c->layers * (double)(e - r) * (e - r) * D; /* 2 products, causal half */
 			r = e;
 		}
-	return 2 * (vit + merger + llm + att);
+	vit += vatt;
+	llm += att;
+	if (!train)
+		return 2 * (vit + merger + llm);
+	/* a training step: the forward, then per part a backward product for
+	 * its input's gradient when anything before it trains, and one for its
+	 * weights' gradients when it trains (a frozen ViT costs no backward) */
+	int tv = (m->trainable & MPART_VIT) != 0, tp = (m->trainable & MPART_PROJECTOR) != 0,
+	    tl = (m->trainable & MPART_LLM) != 0;
+	double f = vit * (1 + tv) + merger * (1 + tp + tv) + llm * (1 + tl + (tv || tp));
+	return 2 * f;
 }
 
 void model_free(model *m)

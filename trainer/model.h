@@ -143,8 +143,9 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
 		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err);
 
-/* model_flops() : multiply-adds x 2 of one forward over the batch shape
- * (for MFU: a training step is 3x). */
-double model_flops(const model *m, const mbatch *b);
+/* model_flops() : multiply-adds x 2 of a forward over the batch (train 0),
+ * or of a training step (train 1: the forward and the backward products
+ * the trainable parts need; 3x the forward when everything trains). */
+double model_flops(const model *m, const mbatch *b, int train);
 
 #endif

@@ -486,7 +486,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 			if (model_step(m, &mb, 1, scale, &ls, &cnt, &err) != 0)
 				goto fail;
 			loss += ls;
-			flops += 3 * model_flops(m, &mb);
+			flops += model_flops(m, &mb, 1);
 		}
 		loss = targets ? loss / (double)targets : 0;
 		/* global grad norm over the trainable tensors, clipping */
