@@ -503,7 +503,8 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 	static const char *const keys[] = {"name", "train", "seq_len", "tokens", "mix", "lr", "min_lr",
 					   "lr_scheduler", "warmup_steps", "decay_fraction", "batch_tokens",
 					   "weight_decay", "grad_clip", "beta1", "beta2", "eps", "min_pixels",
-					   "max_pixels", "truncate", NULL};
+					   "max_pixels", "truncate", "average", NULL};
+	static const char *const averages[] = {"uniform", "soup", NULL};
 	static const char *const parts[] = {"projector", "vit", "llm", "all", NULL};
 	st->weight = xcalloc((size_t)(r->nsrc ? r->nsrc : 1), sizeof *st->weight);
 	st->name = xstrdup("?");
@@ -619,6 +620,7 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 		    get(c, m, "max_pixels") ? "" : " (the default)");
 	}
 	st->truncate = get_bool(c, m, "truncate", 1);
+	st->soup = get_enum(c, m, "average", averages, 0, 0) == 1;
 	for (int i = 0; i < st->nseq; i++)
 		if (st->batch_tokens < (uint64_t)st->seq_len[i]) {
 			yaml_node_t *at = get(c, m, "batch_tokens") ? get(c, m, "batch_tokens") : get(c, m, "seq_len");

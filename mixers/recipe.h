@@ -49,6 +49,7 @@ typedef struct rstage {
 	/* images */
 	uint64_t min_pixels, max_pixels;
 	int truncate;            /* 1: cut over-long text; 0: reject the sample */
+	int soup;                /* several lengths: 1 greedy soup, 0 uniform average */
 } rstage;
 
 typedef struct rtokenizer {

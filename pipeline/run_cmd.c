@@ -423,6 +423,8 @@ static int stages(run *R, char **final, mvl_err *err)
 			name.len = 0;
 			buf_printf(&name, "average.%s", st->name);
 			arg(&a, "average");
+			if (st->soup)
+				arg(&a, "--soup");
 			arg(&a, "-o");
 			arg(&a, "%s", (char *)av.data);
 			arg(&a, "--report");

@@ -169,4 +169,20 @@ def _():
     expect(not os.path.exists(os.path.join(d, "run")), "a broken recipe created the run directory")
 
 
+@check("recipe_average_switch")
+def _():
+    good = os.path.join(DATA, "soup.yaml")
+    with open(good, "w") as f:
+        f.write(recipe_text().replace("mix: {captions: 0.6,", "average: soup, mix: {captions: 0.6,"))
+    r = mvl("recipe", "check", "--no-count", good)
+    expect_rc(r, 0)
+    bad = os.path.join(DATA, "soups.yaml")
+    with open(bad, "w") as f:
+        f.write(recipe_text().replace("mix: {captions: 0.6,", "average: soups, mix: {captions: 0.6,"))
+    r = mvl("recipe", "check", "--no-count", bad)
+    expect_rc(r, 1)
+    expect(b"'average' must be one of uniform, soup" in r.err and b"did you mean 'soup'" in r.err,
+           "message: %r" % r.err[-300:])
+
+
 S.finish()
