@@ -11,7 +11,7 @@
 #include "filter.h"
 
 typedef struct ps_conf {
-	double min_gain, min_with;
+	double min_gain, min_with, min_contrast;
 	int require;
 } ps_conf;
 
@@ -19,6 +19,8 @@ typedef struct ps_conf {
 static const fopt ps_opts[] = {
 	{"min_gain", OPT_DOUBLE, O(min_gain), "0", "X",
 	 "gain (nats per caption token the image adds) below: drop as misaligned"},
+	{"min_contrast", OPT_DOUBLE, O(min_contrast), "-1e30", "X",
+	 "contrast (own image vs other images, nats per token) below: drop as misaligned (off by default)"},
 	{"min_with", OPT_DOUBLE, O(min_with), "-1e30", "X", "log-likelihood with the image below: drop as unlikely"},
 	{"require", OPT_INT, O(require), "0", "0|1", "1: drop samples without a score (unscored); 0: keep them"},
 	{0},
@@ -49,8 +51,12 @@ static int ps_apply(const void *state, void *tls, sample *s, reject_info *rj)
 	} else {
 		double gain = json_number_value(json_object_get(ps, "gain"));
 		double with = json_number_value(json_object_get(ps, "with_image"));
+		json_t *ct = json_object_get(ps, "contrast");
 		if (gain < c->min_gain)
 			rc = reject_set(rj, "misaligned", "gain %.4f < %.4f nats/token", gain, c->min_gain);
+		else if (ct && json_number_value(ct) < c->min_contrast)
+			rc = reject_set(rj, "misaligned", "contrast %.4f < %.4f nats/token", json_number_value(ct),
+					c->min_contrast);
 		else if (with < c->min_with)
 			rc = reject_set(rj, "unlikely", "log-likelihood %.4f < %.4f", with, c->min_with);
 	}

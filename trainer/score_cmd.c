@@ -4,7 +4,10 @@
  * For each sample with an image and a caption: the mean log-likelihood per
  * caption token (and <|endoftext|>) with the image before it, and without
  * any image; "gain" is their difference, how much the image explains the
- * caption.  Samples without both pass through unscored (counted). */
+ * caption; "contrast" is the log-likelihood under its own image minus the
+ * mean under the images of the previous three scored samples (a caption
+ * of another image is no likelier under its own).  Samples without both
+ * pass through unscored (counted). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,40 +29,50 @@ typedef struct score_opts {
 	stream_opts so;
 } score_opts;
 
-/* mean loss per target token of sequences a (with image) and b (without) */
-static int score_pair(model *m, const chat_tokens *t, const chat_seq *a, const chat_seq *b, const img_rgb *im,
-		      double out[2], mvl_err *err)
+/* mean log-likelihood per target token of n sequences, sequence i after
+ * image im[i] (NULL: none), in one batch */
+static int score_seqs(model *m, const chat_tokens *t, chat_seq *const *q, const img_rgb *const *im, int n, double *out,
+		      mvl_err *err)
 {
-	int L = (int)(a->n > b->n ? a->n : b->n);
+	int L = 0;
+	for (int i = 0; i < n; i++)
+		L = (int)q[i]->n > L ? (int)q[i]->n : L;
 	batch_buf bb = {0};
-	batch_alloc(&bb, 2, L);
-	const chat_seq *s[2] = {a, b};
-	int targets[2] = {0, 0};
-	for (int i = 0; i < 2; i++)
+	batch_alloc(&bb, n, L);
+	int *targets = xcalloc((size_t)n, sizeof *targets);
+	for (int i = 0; i < n; i++) {
+		int first = -1;
 		for (int k = 0; k < L; k++) {
 			size_t r = (size_t)i * L + k;
-			int in = k < (int)s[i]->n;
-			bb.ids[r] = in ? s[i]->ids[k] : t->endoftext;
-			bb.loss[r] = in ? s[i]->loss[k] : 0;
+			int in = k < (int)q[i]->n;
+			bb.ids[r] = in ? q[i]->ids[k] : t->endoftext;
+			bb.loss[r] = in ? q[i]->loss[k] : 0;
 			bb.seg[r] = in;
 			bb.pos[r] = in ? (uint32_t)k : 0;
-			targets[i] += in && k > 0 && s[i]->loss[k];
+			targets[i] += in && k > 0 && q[i]->loss[k];
+			if (in && first < 0 && q[i]->ids[k] == t->image_pad)
+				first = k;
 		}
-	int first = -1;
-	for (int k = 0; k < (int)a->n && first < 0; k++)
-		if (a->ids[k] == t->image_pad)
-			first = k;
-	uint8_t *px = batch_add_image(&bb, 0, first, im->h, im->w);
-	memcpy(px, im->px, (size_t)im->h * im->w * 3);
-	double sl[2], tot;
+		if (im[i]) {
+			uint8_t *px = batch_add_image(&bb, i, first, im[i]->h, im[i]->w);
+			memcpy(px, im[i]->px, (size_t)im[i]->h * im[i]->w * 3);
+		}
+	}
+	double *sl = xcalloc((size_t)n, sizeof *sl), tot;
 	uint64_t cnt;
-	mbatch mb = {2, L, bb.ids, bb.pos, bb.seg, bb.loss, bb.img, bb.nimg, t->image_pad, sl};
+	mbatch mb = {n, L, bb.ids, bb.pos, bb.seg, bb.loss, bb.img, bb.nimg, t->image_pad, sl};
 	int rc = model_step(m, &mb, 0, 1.0f, &tot, &cnt, err);
-	for (int i = 0; rc == 0 && i < 2; i++)
+	for (int i = 0; rc == 0 && i < n; i++)
 		out[i] = targets[i] ? -sl[i] / targets[i] : 0;
 	batch_free(&bb);
+	free(sl);
+	free(targets);
 	return rc;
 }
+
+/* the images of the last few scored samples: the other images a caption
+ * is also scored under (its contrast) */
+enum { OTHERS = 3 };
 
 int cmd_score(int argc, char **argv)
 {
@@ -78,8 +91,9 @@ int cmd_score(int argc, char **argv)
 	const opt_cmd cmd = {
 		"score", "--ckpt CKPT --tokenizer FILE [OPTIONS] [INPUT...]",
 		"Adds to each sample's KEY.json \"pairscore\": {with_image, without_image,\n"
-		"gain}: the caption's mean log-likelihood per token under a checkpoint with\n"
-		"the image and without it, and the difference (what the image explains).\n"
+		"gain, contrast}: the caption's mean log-likelihood per token under a\n"
+		"checkpoint with its image and without, their difference, and its own image\n"
+		"against the previous three samples' images.\n"
 		"The pairscore filter drops pairs by it.",
 		NULL, specs,
 	};
@@ -116,7 +130,9 @@ int cmd_score(int argc, char **argv)
 	img_ctx *ic = img_ctx_new();
 	sample s;
 	sample_init(&s);
-	chat_seq with = {0}, without = {0};
+	chat_seq with = {0}, without = {0}, other_seq[OTHERS] = {{0}};
+	img_rgb others[OTHERS] = {{0}};
+	int nothers = 0, next_other = 0;
 	buf scratch = {0};
 	uint64_t scored = 0, unscored = 0;
 	int failed = 0;
@@ -134,14 +150,38 @@ int cmd_score(int argc, char **argv)
 		with.n = without.n = 0;
 		ok = ok && chat_caption(b, bc, &t, cap, n, h, w, &with, &e) == 0 &&
 		     chat_caption(b, bc, &t, cap, n, 0, 0, &without, &e) == 0;
-		double ll[2];
-		if (ok && score_pair(m, &t, &with, &without, &im, ll, &err) != 0) {
+		/* the same caption after each kept other image (its own size) */
+		chat_seq *q[2 + OTHERS] = {&with, &without};
+		const img_rgb *qi[2 + OTHERS] = {&im, NULL};
+		int nq = 2;
+		for (int k = 0; ok && k < nothers; k++) {
+			other_seq[k].n = 0;
+			if (chat_caption(b, bc, &t, cap, n, others[k].h, others[k].w, &other_seq[k], &e) == 0) {
+				q[nq] = &other_seq[k];
+				qi[nq++] = &others[k];
+			}
+		}
+		double ll[2 + OTHERS];
+		if (ok && score_seqs(m, &t, q, qi, nq, ll, &err) != 0) {
 			fprintf(stderr, "mvl score: '%s': %s\n", s.key, err.msg);
 			failed = 1;
 		} else if (ok) {
-			sample_json_set(&s, "pairscore", json_pack("{s:f,s:f,s:f}", "with_image", ll[0], "without_image", ll[1],
-								   "gain", ll[0] - ll[1]));
+			json_t *ps = json_pack("{s:f,s:f,s:f}", "with_image", ll[0], "without_image", ll[1], "gain", ll[0] - ll[1]);
+			if (nq > 2) {
+				double mo = 0;
+				for (int k = 2; k < nq; k++)
+					mo += ll[k];
+				json_object_set_new(ps, "contrast", json_real(ll[0] - mo / (nq - 2)));
+			}
+			sample_json_set(&s, "pairscore", ps);
 			scored++;
+			/* this image becomes one of the next samples' others */
+			img_rgb_free(&others[next_other]);
+			others[next_other] = im;
+			im = (img_rgb){0};
+			next_other = (next_other + 1) % OTHERS;
+			if (nothers < OTHERS)
+				nothers++;
 		} else {
 			unscored++;
 		}
@@ -158,6 +198,10 @@ int cmd_score(int argc, char **argv)
 	int rc = stream_run_close(&sr);
 	chat_seq_free(&with);
 	chat_seq_free(&without);
+	for (int k = 0; k < OTHERS; k++) {
+		chat_seq_free(&other_seq[k]);
+		img_rgb_free(&others[k]);
+	}
 	buf_free(&scratch);
 	sample_free(&s);
 	img_ctx_free(ic);

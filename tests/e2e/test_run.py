@@ -169,6 +169,39 @@ def _():
     expect(not os.path.exists(os.path.join(d, "run")), "a broken recipe created the run directory")
 
 
+@check("score_then_pairscore_filter")
+def _():
+    expect_rc(FIRST, 0)
+    import tarfile
+    d = S.dir("score")
+    out = os.path.join(d, "scored.tar")
+    r = mvl("score", "--ckpt", os.path.join(RUN, "stages", "sft", "train-256"), "--tokenizer",
+            os.path.join(RUN, "tokenizer", "tok.tiktoken"), "-o", os.path.join(d, "s-%d.tar"),
+            os.path.join(DATA, "eval", "captions_dev"), timeout=300)
+    expect_rc(r, 0)
+    scored = [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.startswith("s-")]
+    scores = []
+    for path in scored:
+        with tarfile.open(path) as t:
+            for m in t.getmembers():
+                if m.name.endswith(".json"):
+                    scores.append(json.load(t.extractfile(m)).get("pairscore"))
+    expect(scores and all(p and {"with_image", "without_image", "gain"} <= set(p) for p in scores),
+           "every sample scored: %r" % scores[:2])
+    eq(sum("contrast" in p for p in scores), len(scores) - 1, "samples with a contrast (all but the first)")
+    for p in scores:
+        expect(abs(p["gain"] - (p["with_image"] - p["without_image"])) < 1e-4, "gain is with - without: %r" % p)
+    # the filter drops exactly the samples below the threshold, counted
+    cut = sorted(p["gain"] for p in scores)[len(scores) // 2]
+    r = mvl("filter", "pairscore:min_gain=%.9g" % cut, "--rejects", os.path.join(d, "rj.tsv"), *scored)
+    expect_rc(r, 0)
+    below = sum(p["gain"] < cut for p in scores)
+    with open(os.path.join(d, "rj.tsv")) as f:
+        rows = [line.split("\t") for line in f.read().splitlines()[1:]]
+    eq(len(rows), below, "rejected samples")
+    expect(all(row[2] == "pairscore.misaligned" for row in rows), "reasons: %r" % {row[2] for row in rows})
+
+
 @check("recipe_average_switch")
 def _():
     good = os.path.join(DATA, "soup.yaml")
