@@ -142,3 +142,17 @@ int chat_conversation(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char
 	json_decref(conv);
 	return rc;
 }
+
+int chat_question(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char *question, int img_h, int img_w,
+		  chat_seq *out, mvl_err *err)
+{
+	json_t *conv = json_pack("[{s:s,s:s}]", "from", "human", "value", question);
+	char *js = json_dumps(conv, JSON_COMPACT);
+	json_decref(conv);
+	int rc = chat_conversation(b, c, t, js, strlen(js), img_h, img_w, out, err);
+	free(js);
+	if (rc != 0)
+		return -1;
+	push(out, t->im_start, 0);
+	return text(b, c, "assistant\n", 10, 0, out, err);
+}

@@ -52,4 +52,10 @@ int chat_caption(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char *cap
 int chat_conversation(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char *json, size_t n,
 		      int img_h, int img_w, chat_seq *out, mvl_err *err);
 
+/* chat_question() : the prompt a model answers: one user turn holding the
+ * question (the image block opens it when img_h > 0), then
+ * "<|im_start|>assistant\n"; nothing carries loss.  @return 0 or -1. */
+int chat_question(const bpe *b, bpe_ctx *c, const chat_tokens *t, const char *question, int img_h, int img_w,
+		  chat_seq *out, mvl_err *err);
+
 #endif

@@ -218,26 +218,7 @@ static int greedy(ev *e, const img_rgb *im, const char *prompt, int chat, buf *o
 	chat_seq seq = {0};
 	int rc;
 	if (chat) {
-		json_t *conv = json_pack("[{s:s,s:s}]", "from", "human", "value", prompt);
-		char *js = json_dumps(conv, JSON_COMPACT);
-		json_decref(conv);
-		rc = chat_conversation(e->b, e->bc, &e->t, js, strlen(js), im->h, im->w, &seq, err);
-		free(js);
-		uint32_t *ids = NULL;
-		size_t cap = 0, len = 0;
-		if (rc == 0)
-			rc = bpe_encode(e->b, e->bc, "assistant\n", 10, BPE_SPECIAL_DISALLOW, &ids, &cap, &len, err);
-		if (rc == 0) {
-			seq.ids = xrealloc(seq.ids, (seq.n + len + 1) * sizeof *seq.ids);
-			seq.loss = xrealloc(seq.loss, seq.n + len + 1);
-			seq.ids[seq.n] = e->t.im_start;
-			seq.loss[seq.n++] = 0;
-			for (size_t i = 0; i < len; i++) {
-				seq.ids[seq.n] = ids[i];
-				seq.loss[seq.n++] = 0;
-			}
-		}
-		free(ids);
+		rc = chat_question(e->b, e->bc, &e->t, prompt, im->h, im->w, &seq, err);
 	} else {
 		rc = chat_caption(e->b, e->bc, &e->t, "", 0, im->h, im->w, &seq, err);
 		seq.n--; /* no <|endoftext|>: the caption follows */

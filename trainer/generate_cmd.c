@@ -74,30 +74,8 @@ static int run_generate(const gen_opts *o)
 	const char *prompt = o->prompt ? o->prompt : "";
 	int chat = !strcmp(o->mode, "chat");
 	if (chat) {
-		/* one user turn (the image opens it), then the assistant's header */
-		json_t *conv = json_pack("[{s:s,s:s}]", "from", "human", "value", prompt);
-		char *js = json_dumps(conv, JSON_COMPACT);
-		json_decref(conv);
-		int crc = chat_conversation(b, bc, &t, js, strlen(js), im.h, im.w, &seq, &err);
-		free(js);
-		if (crc != 0)
+		if (chat_question(b, bc, &t, prompt, im.h, im.w, &seq, &err) != 0)
 			goto done;
-		uint32_t *ids = NULL;
-		size_t cap = 0, len = 0;
-		if (bpe_encode(b, bc, "assistant\n", 10, BPE_SPECIAL_DISALLOW, &ids, &cap, &len, &err) != 0)
-			goto done;
-		chat_seq tail = {0};
-		/* <|im_start|>assistant\n */
-		seq.ids = xrealloc(seq.ids, (seq.n + len + 1) * sizeof *seq.ids);
-		seq.loss = xrealloc(seq.loss, seq.n + len + 1);
-		seq.ids[seq.n] = t.im_start;
-		seq.loss[seq.n++] = 0;
-		for (size_t i = 0; i < len; i++) {
-			seq.ids[seq.n] = ids[i];
-			seq.loss[seq.n++] = 0;
-		}
-		free(ids);
-		(void)tail;
 	} else if (chat_caption(b, bc, &t, prompt, strlen(prompt), im.h, im.w, &seq, &err) != 0) {
 		goto done;
 	} else {
