@@ -254,7 +254,7 @@ int mixer_next(mixer *m, sample *s, rejects *log, mvl_err *err)
 	return 0;
 }
 
-char *mixer_report(const mixer *m, FILE *table)
+json_t *mixer_report(const mixer *m, FILE *table)
 {
 	json_t *list = json_array();
 	if (table)
@@ -280,9 +280,7 @@ char *mixer_report(const mixer *m, FILE *table)
 	json_t *root = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o}", "stage", m->st->name, "seed", (json_int_t)m->r->seed,
 				 "budget", (json_int_t)m->budget, "emitted", (json_int_t)m->emitted, "tokens",
 				 (json_int_t)m->tokens, "sources", list);
-	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	json_decref(root);
-	return text;
+	return root;
 }
 
 uint64_t mixer_emitted(const mixer *m)

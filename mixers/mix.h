@@ -17,6 +17,9 @@
 #define MVL_MIX_H
 
 #include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
 
 #include "layout.h"
 #include "recipe.h"
@@ -42,12 +45,12 @@ mixer *mixer_new(const recipe *r, const rstage *st, const mix_opts *o, layout *L
  * *err (a source that has no usable sample at all). */
 int mixer_next(mixer *m, sample *s, rejects *rj_log, mvl_err *err);
 
-/* mixer_report() : the consumption record (JSON text, malloc'd):
+/* mixer_report() : the consumption record (a new JSON object):
  * {"stage", "seed", "budget", "emitted", "tokens", "sources": [{"name",
  *  "weight", "share", "tokens", "samples", "epochs", "samples_per_epoch",
  *  "shards_opened", "rejected"}]}.  With table, also prints the requested
  * and realized mixture to it. */
-char *mixer_report(const mixer *m, FILE *table);
+json_t *mixer_report(const mixer *m, FILE *table);
 
 /* mixer_emitted() : samples returned so far (0 for NULL). */
 uint64_t mixer_emitted(const mixer *m);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "commands.h"
+#include "json_file.h"
 #include "inputs.h"
 #include "mix.h"
 #include "opts.h"
@@ -340,24 +341,12 @@ out:
 		rc = 1;
 	}
 	if (rc == 0 && m) {
-		char *text = mixer_report(m, o->quiet ? NULL : stderr);
+		json_t *j = mixer_report(m, o->quiet ? NULL : stderr);
 		/* the manifest also records the shards written, for --resume */
-		json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
 		json_object_set_new(j, "shards", json_integer(first_shard + shards));
-		char *rep = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		if (o->manifest && json_save(o->manifest, j, &err) != 0)
+			rc = 1;
 		json_decref(j);
-		free(text);
-		if (o->manifest) {
-			atomic_file af;
-			if (atomic_file_open(&af, o->manifest, &err) != 0) {
-				rc = 1;
-			} else {
-				fprintf(af.f, "%s\n", rep);
-				if (atomic_file_commit(&af, &err) != 0)
-					rc = 1;
-			}
-		}
-		free(rep);
 	}
 	if (log) {
 		if (!o->quiet || rejects_total(log))

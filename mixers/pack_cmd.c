@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "commands.h"
+#include "json_file.h"
 #include "image.h"
 #include "layout.h"
 #include "pack.h"
@@ -267,16 +268,8 @@ static int run_pack(pack_opts *o, char **args, int nargs)
 					       ps.sequences ? (double)ps.samples / (double)ps.sequences : 0.0, "truncated",
 					       (json_int_t)ps.truncated, "images", (json_int_t)ps.images, "rejected",
 					       (json_int_t)rejects_total(sr.rj), "packer", o->greedy ? "greedy" : "bfd-window");
-			atomic_file af;
-			if (atomic_file_open(&af, o->stats, &err) == 0) {
-				char *text = json_dumps(js, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-				fprintf(af.f, "%s\n", text);
-				free(text);
-				if (atomic_file_commit(&af, &err) != 0)
-					ok = 0;
-			} else {
+			if (json_save(o->stats, js, &err) != 0)
 				ok = 0;
-			}
 			if (!ok)
 				fprintf(stderr, "mvl pack: %s\n", err.msg);
 			json_decref(js);

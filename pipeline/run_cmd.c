@@ -33,6 +33,7 @@
 #include "bpe.h"
 #include "chat.h"
 #include "commands.h"
+#include "json_file.h"
 #include "opts.h"
 #include "recipe.h"
 
@@ -54,14 +55,7 @@ static int save_manifest(run *R, mvl_err *err)
 {
 	buf p = {0};
 	buf_printf(&p, "%s/manifest.json", R->dir);
-	atomic_file af;
-	int rc = atomic_file_open(&af, (char *)p.data, err);
-	if (rc == 0) {
-		char *s = json_dumps(R->manifest, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		fprintf(af.f, "%s\n", s);
-		free(s);
-		rc = atomic_file_commit(&af, err);
-	}
+	int rc = json_save((char *)p.data, R->manifest, err);
 	buf_free(&p);
 	return rc;
 }
@@ -87,17 +81,9 @@ static int already_done(run *R, const char *name)
 	return 1;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void empty_dir(const char *path)
 {
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	remove_tree(path);
 	mkdir(path, 0755);
 }
 

@@ -1,6 +1,8 @@
 /* util.c: errors, allocation, buffers, sizes, UTF-8, atomic files. */
 #include "util.h"
 
+#include <ftw.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -396,4 +398,17 @@ int read_file(const char *path, size_t max, buf *out, mvl_err *err)
 	close(fd);
 	out->data[out->len] = 0;
 	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void remove_tree(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

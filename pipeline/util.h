@@ -85,6 +85,10 @@ int atomic_file_open(atomic_file *af, const char *path, mvl_err *err);
 int atomic_file_commit(atomic_file *af, mvl_err *err);
 void atomic_file_abort(atomic_file *af);
 
+/* remove_tree() : rm -r path (no error when it does not exist; checkpoint
+ * and run directories, never followed through symlinks). */
+void remove_tree(const char *path);
+
 /* write_all() : writes n bytes to fd, retrying on EINTR/short writes.
  * @return 0 or -1 with errno set. */
 int write_all(int fd, const void *p, size_t n);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "commands.h"
+#include "json_file.h"
 #include "data.h"
 #include "model.h"
 #include "opts.h"
@@ -180,13 +181,7 @@ static int run_average(const avg_opts *o, char **names, int n)
 	if (o->report) {
 		json_object_set_new(rep, "members", json_incref(members));
 		json_object_set_new(rep, "method", json_string(o->soup ? "greedy_soup" : o->weights ? "weighted" : "uniform"));
-		atomic_file af;
-		if (atomic_file_open(&af, o->report, &err) != 0)
-			goto done;
-		char *s = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		fprintf(af.f, "%s\n", s);
-		free(s);
-		if (atomic_file_commit(&af, &err) != 0)
+		if (json_save(o->report, rep, &err) != 0)
 			goto done;
 	}
 	rc = 0;

@@ -20,6 +20,7 @@
 
 #include "chat.h"
 #include "commands.h"
+#include "json_file.h"
 #include "data.h"
 #include "image.h"
 #include "inputs.h"
@@ -452,13 +453,7 @@ static int run_eval(const eval_opts *o)
 	json_object_set_new(rep, "test", test);
 	json_object_set_new(rep, "retrieval_candidates", json_integer(o->k));
 	if (o->report) {
-		atomic_file af;
-		if (atomic_file_open(&af, o->report, &err) != 0)
-			goto done;
-		char *s = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		fprintf(af.f, "%s\n", s);
-		free(s);
-		if (atomic_file_commit(&af, &err) != 0)
+		if (json_save(o->report, rep, &err) != 0)
 			goto done;
 	}
 	rc = 0;

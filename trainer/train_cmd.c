@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include "commands.h"
+#include "json_file.h"
 #include "model.h"
 #include "opts.h"
 #include "ops.h"
@@ -61,31 +62,6 @@ static double sgemm_peak(void)
 
 /* ---------------------------------------------------------------------- */
 /* checkpoints */
-
-static int write_json(const char *path, json_t *j, mvl_err *err)
-{
-	atomic_file af;
-	if (atomic_file_open(&af, path, err) != 0)
-		return -1;
-	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	fprintf(af.f, "%s\n", s);
-	free(s);
-	return atomic_file_commit(&af, err);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* rm -r (checkpoint directories: plain files one level down) */
-static void remove_tree(const char *path)
-{
-	nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
 
 /* step-*.tmp.PID / step-*.old.PID left by a killed run (that PID no longer
  * running) are removed; a live writer's are left alone */
@@ -184,7 +160,7 @@ static int save_checkpoint(const char *out, const model *m, const adamw *o, int6
 			       (json_int_t)skipped);
 	p.len = 0;
 	buf_printf(&p, "%s/state.json", (char *)tmp.data);
-	int src = write_json((char *)p.data, st, err);
+	int src = json_save((char *)p.data, st, err);
 	json_decref(st);
 	if (src != 0)
 		goto out;
