@@ -4,7 +4,7 @@
 CC      ?= gcc
 CXX     ?= g++
 PKGS    := libarchive libzstd libturbojpeg libwebp libwebpdemux spng jansson libxxhash zlib \
-           icu-uc icu-i18n libpcre2-8 yaml-0.1
+           icu-uc icu-i18n libpcre2-8 yaml-0.1 ompi-c
 CFLAGS  ?= -O2 -g
 # project flags apply whatever CFLAGS the command line sets (make asan)
 XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP

@@ -1,0 +1,41 @@
+/* dist.h: the group of processes a command runs in.
+ *
+ * One process on its own (rank 0 of 1), or one rank of an `mpirun` job:
+ * mvl scales out through OpenMPI and nothing home-made.  A command that can
+ * run distributed calls dist_init() first; when the process was not started
+ * by mpirun (no OMPI_COMM_WORLD_SIZE in the environment) MPI is never
+ * initialized, so single-process runs pay nothing and need no launcher.
+ *
+ * Errors: MPI's default handler aborts the whole job on a communication
+ * failure (a rank died): that is the behaviour we want, since a job with a
+ * missing rank cannot finish; checkpoints are written under temporary names,
+ * so the last complete one survives.  dist_abort() ends every rank after a
+ * local error, naming the rank.
+ */
+#ifndef MVL_DIST_H
+#define MVL_DIST_H
+
+#include "util.h"
+
+typedef struct dist {
+	int rank, size;
+	int mpi;         /* 1: MPI initialized by dist_init (finalize it) */
+} dist;
+
+/* dist_init() : joins the mpirun job if there is one, else rank 0 of 1.
+ * Threads: MPI_THREAD_FUNNELED (OpenMP threads never call MPI).
+ * @return 0, or -1 with *err set */
+int dist_init(dist *d, mvl_err *err);
+
+/* dist_finalize() : leaves the job (a barrier first, so no rank exits while
+ * another still talks to it).  Safe on a single process. */
+void dist_finalize(dist *d);
+
+/* dist_abort() : prints "mvl: rank R of N: MESSAGE" and ends every rank of
+ * the job with status 1 (exit(1) on a single process).  Command mains only. */
+void dist_abort(const dist *d, const char *msg) __attribute__((noreturn));
+
+/* dist_launched() : 1 when this process was started by mpirun. */
+int dist_launched(void);
+
+#endif
