@@ -498,15 +498,62 @@ static void read_tokenizer(ctx *c, recipe *r, const yaml_node_t *m, const yaml_n
 	t->special = get_strs(c, tr, "special", &t->nspecial, 0);
 }
 
+const char *const ps_metric_names[] = {"gain", "contrast", "with_image", NULL};
+
+/* pairscore: {with: STAGE, sources: [...], by: METRIC, min: X | drop_lowest: F} */
+static void read_pairscore(ctx *c, recipe *r, rstage *st, const yaml_node_t *m)
+{
+	static const char *const keys[] = {"with", "sources", "by", "min", "drop_lowest", NULL};
+	st->score_with = -1;
+	if (!m)
+		return;
+	if (check_map(c, m, "'pairscore'", keys) != 0)
+		return;
+	const char *with = get_str(c, m, "with", 1);
+	if (with) {
+		for (rstage *o = r->stage; o < st; o++)
+			if (!strcmp(o->name, with))
+				st->score_with = (int)(o - r->stage);
+		if (st->score_with < 0)
+			bad(c, get(c, m, "with"), "'with' must name an earlier stage (its final model scores the pairs), "
+						 "not '%s'", with);
+	}
+	int n;
+	char **names = get_strs(c, m, "sources", &n, 1);
+	st->score_src = xcalloc((size_t)(n ? n : 1), sizeof *st->score_src);
+	for (int i = 0; i < n; i++) {
+		int k = source_ref(c, r, get(c, m, "sources"), names[i]);
+		if (k < 0)
+			continue;
+		if (r->src[k].kind != SRC_CAPTIONS)
+			bad(c, get(c, m, "sources"), "source '%s' is %s: only captions sources are scored", names[i],
+			    src_kind_names[r->src[k].kind]);
+		else if (!(st->weight[k] > 0))
+			bad(c, get(c, m, "sources"), "source '%s' is not in this stage's mix", names[i]);
+		else
+			st->score_src[st->nscore_src++] = k;
+	}
+	free_strs(names, n);
+	st->score_by = get_enum(c, m, "by", ps_metric_names, PS_CONTRAST, 0);
+	yaml_node_t *mn = get(c, m, "min"), *dn = get(c, m, "drop_lowest");
+	if (!mn == !dn)
+		bad(c, m, "'pairscore' takes one of 'min' (a threshold) or 'drop_lowest' (a fraction)");
+	st->score_min = get_double(c, m, "min", 0, -1e9, 1e9);
+	st->score_drop = get_double(c, m, "drop_lowest", 0, 0, 1);
+	if (dn && (st->score_drop <= 0 || st->score_drop >= 1))
+		bad(c, dn, "'drop_lowest' is a fraction in (0, 1)");
+}
+
 static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int index)
 {
 	static const char *const keys[] = {"name", "train", "seq_len", "tokens", "mix", "lr", "min_lr",
 					   "lr_scheduler", "warmup_steps", "decay_fraction", "batch_tokens",
 					   "weight_decay", "grad_clip", "beta1", "beta2", "eps", "min_pixels",
-					   "max_pixels", "truncate", "average", NULL};
+					   "max_pixels", "truncate", "average", "pairscore", NULL};
 	static const char *const averages[] = {"uniform", "soup", NULL};
 	static const char *const parts[] = {"projector", "vit", "llm", "all", NULL};
 	st->weight = xcalloc((size_t)(r->nsrc ? r->nsrc : 1), sizeof *st->weight);
+	st->score_with = -1;
 	st->name = xstrdup("?");
 	/* the scope names the stage as soon as it is known */
 	const char *name = m && m->type == YAML_MAPPING_NODE ? scalar(get(c, m, "name")) : NULL;
@@ -621,6 +668,7 @@ static void read_stage(ctx *c, recipe *r, rstage *st, const yaml_node_t *m, int 
 	}
 	st->truncate = get_bool(c, m, "truncate", 1);
 	st->soup = get_enum(c, m, "average", averages, 0, 0) == 1;
+	read_pairscore(c, r, st, get(c, m, "pairscore"));
 	for (int i = 0; i < st->nseq; i++)
 		if (st->batch_tokens < (uint64_t)st->seq_len[i]) {
 			yaml_node_t *at = get(c, m, "batch_tokens") ? get(c, m, "batch_tokens") : get(c, m, "seq_len");
@@ -785,6 +833,7 @@ void recipe_free(recipe *r)
 	for (int i = 0; i < r->nstage; i++) {
 		free(r->stage[i].name);
 		free(r->stage[i].weight);
+		free(r->stage[i].score_src);
 	}
 	free(r->stage);
 	free(r->tok.file);

@@ -50,7 +50,19 @@ typedef struct rstage {
 	uint64_t min_pixels, max_pixels;
 	int truncate;            /* 1: cut over-long text; 0: reject the sample */
 	int soup;                /* several lengths: 1 greedy soup, 0 uniform average */
+	/* model-based pair filtering of this stage's data (pairscore: key) */
+	int score_with;          /* an earlier stage whose final model scores; -1: none */
+	int *score_src;          /* source indexes scored and filtered */
+	int nscore_src;
+	int score_by;            /* PS_GAIN, PS_CONTRAST, PS_WITH */
+	double score_min;        /* drop below this ... */
+	double score_drop;       /* ... or this lowest fraction (0: use score_min) */
 } rstage;
+
+/* the pairscore metrics a stage can filter by (pairscore filter options
+ * min_gain, min_contrast, min_with) */
+enum { PS_GAIN, PS_CONTRAST, PS_WITH };
+extern const char *const ps_metric_names[]; /* "gain", "contrast", "with_image" */
 
 typedef struct rtokenizer {
 	char *file;              /* .tiktoken or tokenizer.json; NULL: train */

@@ -1546,6 +1546,134 @@ static void sec_examples(report *r, buf *b, char **names, int n)
 	}
 }
 
+/* Examples of what one rejects TSV dropped, found in the given shards. */
+static void dropped_examples(report *r, buf *b, const char *tsv, char **paths, int np)
+{
+	char why[256], **srcs;
+	ex_set ex = {0};
+	int nsrcs;
+	if (pick_examples(r, tsv, &ex, &srcs, &nsrcs, why) != 0) {
+		missing(r, b, "%s: %s (no examples)", tsv, why);
+		return;
+	}
+	free_list(srcs, nsrcs);
+	if (!ex.n) {
+		buf_printf(b, "<p>Nothing was dropped.</p>\n");
+		free(ex.e);
+		return;
+	}
+	find_examples(r, paths, np, &ex, b);
+	buf_printf(b, "<div class=\"grid2\">\n");
+	for (int j = 0; j < ex.n; j++)
+		if (ex.e[j].cluster < 0)
+			example_card(b, &ex.e[j]);
+	buf_printf(b, "</div>\n");
+	for (int j = 0; j < ex.n; j++) {
+		free(ex.e[j].key);
+		free(ex.e[j].reason);
+		free(ex.e[j].detail);
+		free(ex.e[j].caption);
+		buf_free(&ex.e[j].img);
+	}
+	free(ex.e);
+}
+
+/* Model-based pair filtering: for each stage that scored a source
+ * (stages/STAGE/pairscore/SRC.stats.json), the scores' distribution with
+ * the threshold, the funnel, and examples of the pairs dropped. */
+static void sec_pairscore(report *r, buf *b, const char *stage_name, int *opened)
+{
+	char *dir = pathf("%s/stages/%s/pairscore", r->run, stage_name), **names;
+	int n = list_dir(dir, ".stats.json", &names);
+	for (int i = 0; i < n; i++) {
+		if (!*opened) {
+			section(r, b, "pairscore", "Model-based pair filtering");
+			buf_printf(b, "<p>A trained checkpoint scores each image-caption pair (<code>mvl score</code>): "
+				      "<em>gain</em> is how much likelier the caption is with its image than without, "
+				      "<em>contrast</em> how much likelier under its own image than under other images "
+				      "(nats per token).  A fluent caption of another image scores low; heuristics cannot "
+				      "see it.  The <code>pairscore</code> filter drops the pairs below the threshold.</p>\n");
+			*opened = 1;
+		}
+		char *src = names[i], why[256];
+		char *fs = pathf("%s/%s.stats.json", dir, src);
+		char *ss = pathf("%s/stages/%s/score/%s.stats.json", r->run, stage_name, src);
+		json_t *fst = load_json(fs, why), *sst;
+		buf_printf(b, "<h3>Stage ");
+		esc(b, stage_name);
+		buf_printf(b, ": ");
+		esc(b, src);
+		buf_printf(b, "</h3>\n");
+		/* which model scored, from the step's command */
+		char *step = pathf("score.%s.%s", stage_name, src);
+		json_t *steps = json_object_get(r->manifest, "steps");
+		for (size_t k = 0; k < json_array_size(steps); k++) {
+			json_t *st = json_array_get(steps, k), *cmd = json_object_get(st, "command");
+			if (!jstr(st, "name") || strcmp(jstr(st, "name"), step))
+				continue;
+			for (size_t a = 0; a + 1 < json_array_size(cmd); a++)
+				if (!strcmp(json_string_value(json_array_get(cmd, a)) ?: "", "--ckpt")) {
+					buf_printf(b, "<p>Scored by <code>");
+					esc(b, json_string_value(json_array_get(cmd, a + 1)) ?: "?");
+					buf_printf(b, "</code>.</p>\n");
+				}
+		}
+		free(step);
+		if (!fst) {
+			missing(r, b, "%s: %s", fs, why);
+		} else {
+			funnel_source(r, b, src, fst);
+			json_decref(fst);
+		}
+		if ((sst = load_json(ss, why)) == NULL) {
+			missing(r, b, "%s: %s (no score distribution)", ss, why);
+		} else {
+			static const char *const ms[] = {"gain", "contrast"};
+			series sr[2];
+			double x[101], y[2][101];
+			int nsr = 0;
+			for (int m = 0; m < 2; m++) {
+				json_t *q = json_object_get(json_object_get(json_object_get(sst, "metrics"), ms[m]),
+							    "quantiles");
+				if (json_array_size(q) != 101)
+					continue;
+				for (int p = 0; p <= 100; p++) {
+					x[p] = p;
+					y[nsr][p] = json_number_value(json_array_get(q, (size_t)p));
+				}
+				sr[nsr] = (series){ms[m], x, y[nsr], 101, 0, 0, m};
+				nsr++;
+			}
+			buf_printf(b, "<p>");
+			put_num(b, jnum0(sst, "scored"));
+			buf_printf(b, " pairs scored, ");
+			put_num(b, jnum0(sst, "unscored"));
+			buf_printf(b, " passed through unscored.</p>\n");
+			if (nsr)
+				svg_lines(b, "Score percentiles (the lowest are dropped)", "percentile",
+					  "nats per caption token", sr, nsr, 0);
+			json_decref(sst);
+		}
+		char *tsv = pathf("%s/%s.rejects.tsv", dir, src);
+		char *sd = pathf("%s/stages/%s/score/%s", r->run, stage_name, src), **shards;
+		int nsh = list_dir(sd, ".tar", &shards);
+		for (int k = 0; k < nsh; k++) {
+			char *full = pathf("%s/%s.tar", sd, shards[k]);
+			free(shards[k]);
+			shards[k] = full;
+		}
+		buf_printf(b, "<h4>Dropped pairs</h4>\n");
+		dropped_examples(r, b, tsv, shards, nsh);
+		free_list(shards, nsh);
+		free(sd);
+		free(tsv);
+		free(fs);
+		free(ss);
+	}
+	free_list(names, n);
+	free(dir);
+}
+
 /* ---------------------------------------------------------------------- */
 /* stages: mixture, packing and training, averaging */
 
@@ -2153,6 +2281,9 @@ static int write_report(report *r, const char *out, mvl_err *err)
 	sec_hist(r, &body, src, nsrc, stats);
 	int nst;
 	stage *st = list_stages(r, &nst);
+	int opened = 0;
+	for (int i = 0; i < nst; i++)
+		sec_pairscore(r, &body, st[i].name, &opened);
 	sec_mix(r, &body, st, nst);
 	sec_train(r, &body, st, nst);
 	sec_average(r, &body, st, nst);

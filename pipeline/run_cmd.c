@@ -4,7 +4,9 @@
  * Steps, in order, each recorded in RUN_DIR/manifest.json when it ends:
  *   filter.SOURCE     mvl filter (or mvl cat without filters) -> filter/SOURCE/
  *   tokenizer         mvl tok train on the recipe's sources (unless a file)
- *   mix.STAGE         mvl mix --from filter/ -> stages/STAGE/mix/, mix.json
+ *   score.STAGE.SRC   mvl score by an earlier stage's model (a stage's pairscore:)
+ *   pairscore.STAGE.SRC  mvl filter pairscore -> stages/STAGE/data/SRC
+ *   mix.STAGE         mvl mix --from filter/ (or STAGE/data/) -> stages/STAGE/mix/, mix.json
  *   pack.STAGE.L      mvl pack -> stages/STAGE/pack-L.pack (+ .json stats)
  *   train.STAGE.L     mvl train -> stages/STAGE/train-L/ (from the previous
  *                     stage's final model)
@@ -305,9 +307,128 @@ static int tokenizer(run *R, mvl_err *err)
 	return 0;
 }
 
+/* The threshold below which the lowest fraction f of a metric lies, from
+ * the percentiles `mvl score --stats` wrote. */
+static int score_threshold(const char *stats, const char *metric, double f, double *out, mvl_err *err)
+{
+	json_error_t je;
+	json_t *j = json_load_file(stats, 0, &je);
+	json_t *q = json_object_get(json_object_get(json_object_get(j, "metrics"), metric), "quantiles");
+	if (json_array_size(q) != 101) {
+		json_decref(j);
+		return mvl_errf(err, "'%s': no percentiles of '%s'%s%s", stats, metric, j ? "" : ": ", j ? "" : je.text);
+	}
+	double at = f * 100;
+	int i = (int)at;
+	double lo = json_number_value(json_array_get(q, (size_t)i));
+	double hi = json_number_value(json_array_get(q, (size_t)(i < 100 ? i + 1 : 100)));
+	*out = lo + (hi - lo) * (at - i);
+	json_decref(j);
+	return 0;
+}
+
+/* Model-based pair filtering before stage st's mix: each scored source is
+ * scored by the final model of the stage it names (score.STAGE.SRC) and
+ * filtered by pairscore (pairscore.STAGE.SRC) into STAGE/data/SRC; the
+ * other sources are linked there from filter/, so the mix reads one
+ * directory. */
+static int pair_filter(run *R, const rstage *st, const char *sd, const char *ckpt, mvl_err *err)
+{
+	const rstage *with = &R->r->stage[st->score_with];
+	for (int i = 0; i < R->r->nsrc; i++) {
+		const char *src = R->r->src[i].name;
+		int scored = 0;
+		for (int k = 0; k < st->nscore_src; k++)
+			scored |= st->score_src[k] == i;
+		buf data = {0};
+		buf_printf(&data, "%s/data/%s", sd, src);
+		if (!scored) {
+			/* relative: the run directory can move */
+			buf to = {0}, d2 = {0};
+			buf_printf(&to, "../../../filter/%s", src);
+			buf_printf(&d2, "%s/data", sd);
+			mkdirs((char *)d2.data);
+			buf_free(&d2);
+			remove_tree((char *)data.data);
+			int rc = symlink((char *)to.data, (char *)data.data);
+			buf_free(&to);
+			if (rc != 0) {
+				mvl_errf(err, "cannot link '%s': %s", (char *)data.data, strerror(errno));
+				buf_free(&data);
+				return -1;
+			}
+			buf_free(&data);
+			continue;
+		}
+		buf name = {0}, sc = {0}, stats = {0}, fst = {0}, rej = {0};
+		buf_printf(&sc, "%s/score/%s", sd, src);
+		buf_printf(&stats, "%s/score/%s.stats.json", sd, src);
+		buf_printf(&fst, "%s/pairscore/%s.stats.json", sd, src);
+		buf_printf(&rej, "%s/pairscore/%s.rejects.tsv", sd, src);
+		mkdirs((char *)sc.data);
+		mkdirs((char *)data.data);
+		buf_printf(&name, "%s/pairscore", sd);
+		mkdirs((char *)name.data);
+		name.len = 0;
+		buf_printf(&name, "score.%s.%s", st->name, src);
+		cmdline a = {0};
+		arg(&a, "score");
+		arg(&a, "-q");
+		arg(&a, "--ckpt");
+		arg(&a, "%s", ckpt);
+		arg(&a, "--tokenizer");
+		arg(&a, "%s", R->tok);
+		arg(&a, "--min-pixels");
+		arg(&a, "%llu", (unsigned long long)with->min_pixels);
+		arg(&a, "--max-pixels");
+		arg(&a, "%llu", (unsigned long long)with->max_pixels);
+		arg(&a, "--stats");
+		arg(&a, "%s", (char *)stats.data);
+		arg(&a, "-o");
+		arg(&a, "%s/%%06d.tar", (char *)sc.data);
+		arg(&a, "%s/filter/%s/*.tar", R->dir, src);
+		const char *so[] = {(char *)stats.data, NULL};
+		int rc = step(R, (char *)name.data, &a, so, (char *)sc.data, err);
+		/* the threshold: given, or the lowest fraction's bound */
+		const char *metric = ps_metric_names[st->score_by];
+		double thr = st->score_min;
+		if (rc == 0 && st->score_drop > 0)
+			rc = score_threshold((char *)stats.data, metric, st->score_drop, &thr, err);
+		if (rc == 0) {
+			static const char *const opt[] = {"min_gain", "min_contrast", "min_with"};
+			name.len = 0;
+			buf_printf(&name, "pairscore.%s.%s", st->name, src);
+			arg(&a, "filter");
+			/* only the chosen rule: the others' defaults off */
+			arg(&a, "pairscore:min_gain=-1e30:%s=%.9g", opt[st->score_by], thr);
+			arg(&a, "--stats");
+			arg(&a, "%s", (char *)fst.data);
+			arg(&a, "-q");
+			arg(&a, "--rejects");
+			arg(&a, "%s", (char *)rej.data);
+			arg(&a, "-o");
+			arg(&a, "%s/%%06d.tar", (char *)data.data);
+			arg(&a, "%s/*.tar", (char *)sc.data);
+			const char *fo[] = {(char *)rej.data, (char *)fst.data, NULL};
+			rc = step(R, (char *)name.data, &a, fo, (char *)data.data, err);
+		}
+		buf_free(&name);
+		buf_free(&sc);
+		buf_free(&stats);
+		buf_free(&fst);
+		buf_free(&rej);
+		buf_free(&data);
+		if (rc)
+			return -1;
+	}
+	return 0;
+}
+
 static int stages(run *R, char **final, mvl_err *err)
 {
 	char *prev = NULL;
+	int rc = 0;
+	char **finals = xcalloc((size_t)R->r->nstage, sizeof *finals);
 	for (int k = 0; k < R->r->nstage; k++) {
 		const rstage *st = &R->r->stage[k];
 		buf sd = {0}, name = {0}, mixdir = {0}, mixman = {0};
@@ -315,6 +436,18 @@ static int stages(run *R, char **final, mvl_err *err)
 		buf_printf(&mixdir, "%s/mix", (char *)sd.data);
 		buf_printf(&mixman, "%s/mix.json", (char *)sd.data);
 		mkdirs((char *)mixdir.data);
+		/* model-based pair filtering (not in the raw ablation) */
+		int scored = st->score_with >= 0 && st->nscore_src && !R->raw;
+		if (scored && pair_filter(R, st, (char *)sd.data, finals[st->score_with], err) != 0) {
+			for (int i = 0; i < k; i++)
+				free(finals[i]);
+			free(finals);
+			free(prev);
+			buf_free(&sd);
+			buf_free(&mixdir);
+			buf_free(&mixman);
+			return -1;
+		}
 		cmdline a = {0};
 		arg(&a, "mix");
 		arg(&a, "%s", R->recipe_path);
@@ -322,7 +455,10 @@ static int stages(run *R, char **final, mvl_err *err)
 		arg(&a, "%s", st->name);
 		arg(&a, "-q");
 		arg(&a, "--from");
-		arg(&a, "%s/filter", R->dir);
+		if (scored)
+			arg(&a, "%s/data", (char *)sd.data);
+		else
+			arg(&a, "%s/filter", R->dir);
 		arg(&a, "--tokenizer");
 		arg(&a, "%s", R->tok);
 		arg(&a, "--manifest");
@@ -333,7 +469,7 @@ static int stages(run *R, char **final, mvl_err *err)
 		arg(&a, "%s/%%06d.tar", (char *)mixdir.data);
 		buf_printf(&name, "mix.%s", st->name);
 		const char *mo[] = {(char *)mixman.data, NULL};
-		int rc = step(R, (char *)name.data, &a, mo, (char *)mixdir.data, err);
+		rc = step(R, (char *)name.data, &a, mo, (char *)mixdir.data, err);
 		char **variants = xcalloc((size_t)st->nseq, sizeof *variants);
 		for (int i = 0; rc == 0 && i < st->nseq; i++) {
 			int L = st->seq_len[i];
@@ -436,8 +572,16 @@ static int stages(run *R, char **final, mvl_err *err)
 		buf_free(&mixman);
 		free(prev);
 		prev = next;
+		finals[k] = next ? xstrdup(next) : NULL;
 		if (rc)
-			return -1;
+			break;
+	}
+	for (int k = 0; k < R->r->nstage; k++)
+		free(finals[k]);
+	free(finals);
+	if (rc) {
+		free(prev);
+		return -1;
 	}
 	*final = prev;
 	return 0;

@@ -13,18 +13,20 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <xxhash.h>
 
 #include "chat.h"
 #include "commands.h"
 #include "data.h"
 #include "image.h"
+#include "json_file.h"
 #include "model.h"
 #include "sample_text.h"
 #include "stream_cmd.h"
 #include "train.h"
 
 typedef struct score_opts {
-	const char *ckpt, *tokenizer, *encoding;
+	const char *ckpt, *tokenizer, *encoding, *stats;
 	uint64_t min_pixels, max_pixels;
 	stream_opts so;
 } score_opts;
@@ -70,6 +72,66 @@ static int score_seqs(model *m, const chat_tokens *t, chat_seq *const *q, const 
 	return rc;
 }
 
+/* The distribution of one metric over the scored samples, for --stats:
+ * a reservoir of at most RES values (exact below that many samples, a
+ * uniform sample above: memory stays bounded however long the stream),
+ * replacement decided by a hash of the sample's index so runs repeat. */
+enum { RES = 65536 };
+typedef struct dist1 {
+	double *v, sum, lo, hi;
+	uint64_t n;
+	int len;
+} dist1;
+
+static void dist_add(dist1 *d, double x)
+{
+	if (!d->v)
+		d->v = xmalloc(RES * sizeof *d->v);
+	if (!d->n || x < d->lo)
+		d->lo = x;
+	if (!d->n || x > d->hi)
+		d->hi = x;
+	d->sum += x;
+	d->n++;
+	if (d->len < RES) {
+		d->v[d->len++] = x;
+	} else {
+		uint64_t j = XXH64(&d->n, sizeof d->n, 0x5eed) % d->n;
+		if (j < RES)
+			d->v[j] = x;
+	}
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* {n, mean, min, max, quantiles: [q0, q1, ... q100]} (percent steps,
+ * linear between order statistics of the reservoir) */
+static json_t *dist_json(dist1 *d)
+{
+	json_t *o = json_object(), *q = json_array();
+	json_object_set_new(o, "n", json_integer((json_int_t)d->n));
+	if (!d->n) {
+		json_object_set_new(o, "quantiles", q);
+		return o;
+	}
+	qsort(d->v, (size_t)d->len, sizeof *d->v, cmp_dbl);
+	json_object_set_new(o, "mean", json_real(d->sum / (double)d->n));
+	json_object_set_new(o, "min", json_real(d->lo));
+	json_object_set_new(o, "max", json_real(d->hi));
+	for (int p = 0; p <= 100; p++) {
+		double at = (d->len - 1) * p / 100.0;
+		int i = (int)at;
+		double f = at - i, v = i + 1 < d->len ? d->v[i] * (1 - f) + d->v[i + 1] * f : d->v[i];
+		json_array_append_new(q, json_real(v));
+	}
+	json_object_set_new(o, "quantiles", q);
+	return o;
+}
+
 /* the images of the last few scored samples: the other images a caption
  * is also scored under (its contrast) */
 enum { OTHERS = 3 };
@@ -84,6 +146,8 @@ int cmd_score(int argc, char **argv)
 		 "pattern for a .tiktoken without its .json"},
 		{"min-pixels", 0, OPT_U64, &o.min_pixels, "3136", "N", "smart_resize lower bound"},
 		{"max-pixels", 0, OPT_U64, &o.max_pixels, "12544", "N", "smart_resize upper bound"},
+		{"stats", 0, OPT_STR, &o.stats, NULL, "FILE",
+		 "write the scores' distribution (count, mean, percentiles of gain, contrast, with_image) as JSON"},
 		STREAM_INPUT_SPECS(o.so),
 		STREAM_OUTPUT_SPECS(o.so, "0", "0"),
 		{0},
@@ -135,6 +199,7 @@ int cmd_score(int argc, char **argv)
 	int nothers = 0, next_other = 0;
 	buf scratch = {0};
 	uint64_t scored = 0, unscored = 0;
+	dist1 dist[3] = {{0}}; /* gain, contrast, with_image */
 	int failed = 0;
 	while (!failed && stream_run_read(&sr, &s)) {
 		size_t n;
@@ -167,11 +232,14 @@ int cmd_score(int argc, char **argv)
 			failed = 1;
 		} else if (ok) {
 			json_t *ps = json_pack("{s:f,s:f,s:f}", "with_image", ll[0], "without_image", ll[1], "gain", ll[0] - ll[1]);
+			dist_add(&dist[0], ll[0] - ll[1]);
+			dist_add(&dist[2], ll[0]);
 			if (nq > 2) {
 				double mo = 0;
 				for (int k = 2; k < nq; k++)
 					mo += ll[k];
 				json_object_set_new(ps, "contrast", json_real(ll[0] - mo / (nq - 2)));
+				dist_add(&dist[1], ll[0] - mo / (nq - 2));
 			}
 			sample_json_set(&s, "pairscore", ps);
 			scored++;
@@ -196,6 +264,23 @@ int cmd_score(int argc, char **argv)
 	if (failed)
 		sr.output_failed = 1;
 	int rc = stream_run_close(&sr);
+	if (rc == 0 && o.stats) {
+		json_t *st = json_object(), *ms = json_object();
+		json_object_set_new(st, "scored", json_integer((json_int_t)scored));
+		json_object_set_new(st, "unscored", json_integer((json_int_t)unscored));
+		json_object_set_new(st, "reservoir", json_integer(RES));
+		static const char *const names[3] = {"gain", "contrast", "with_image"};
+		for (int k = 0; k < 3; k++)
+			json_object_set_new(ms, names[k], dist_json(&dist[k]));
+		json_object_set_new(st, "metrics", ms);
+		if (json_save(o.stats, st, &err) != 0) {
+			fprintf(stderr, "mvl score: %s\n", err.msg);
+			rc = 1;
+		}
+		json_decref(st);
+	}
+	for (int k = 0; k < 3; k++)
+		free(dist[k].v);
 	chat_seq_free(&with);
 	chat_seq_free(&without);
 	for (int k = 0; k < OTHERS; k++) {

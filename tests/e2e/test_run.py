@@ -44,7 +44,8 @@ tokenizer:
 stages:
   - {name: warmup, train: projector, seq_len: 128, tokens: %(b)s, batch_tokens: 1Ki, mix: {captions: 1}, lr: 2e-3, max_pixels: 12544}
   - {name: multitask, train: all, seq_len: [128, 256], tokens: %(b)s, batch_tokens: 1Ki,
-     mix: {captions: 0.6, conversations: 0.3, text: 0.1}, lr: 1e-3, max_pixels: 12544}
+     mix: {captions: 0.6, conversations: 0.3, text: 0.1}, lr: 1e-3, max_pixels: 12544,
+     pairscore: {with: warmup, sources: [captions], by: contrast, drop_lowest: 0.1}}
   - {name: sft, train: all, seq_len: 256, tokens: %(b)s, batch_tokens: 1Ki, mix: {conversations: 1}, lr: 5e-4,
      max_pixels: 12544, truncate: false}
 eval:
@@ -65,7 +66,7 @@ def setup():
 setup()
 
 EXPECTED = ["filter.captions", "filter.conversations", "filter.text", "tokenizer", "mix.warmup", "pack.warmup.128",
-            "train.warmup.128", "mix.multitask", "pack.multitask.128", "train.multitask.128", "pack.multitask.256",
+            "train.warmup.128", "score.multitask.captions", "pairscore.multitask.captions", "mix.multitask", "pack.multitask.128", "train.multitask.128", "pack.multitask.256",
             "train.multitask.256", "average.multitask", "mix.sft", "pack.sft.256", "train.sft.256", "eval", "report"]
 
 
@@ -200,6 +201,63 @@ def _():
         rows = [line.split("\t") for line in f.read().splitlines()[1:]]
     eq(len(rows), below, "rejected samples")
     expect(all(row[2] == "pairscore.misaligned" for row in rows), "reasons: %r" % {row[2] for row in rows})
+
+
+@check("recipe_pairscore_filters_the_stage_data")
+def _():
+    expect_rc(FIRST, 0)
+    sd = os.path.join(RUN, "stages", "multitask")
+    with open(os.path.join(sd, "score", "captions.stats.json")) as f:
+        sc = json.load(f)
+    with open(os.path.join(sd, "pairscore", "captions.stats.json")) as f:
+        ps = json.load(f)
+    with open(os.path.join(RUN, "filter", "captions.stats.json")) as f:
+        fc = json.load(f)
+    eq(sc["scored"] + sc["unscored"], fc["kept"], "every filtered caption sample went through the scorer")
+    eq(ps["in"], fc["kept"], "the pairscore filter saw every scored sample")
+    dropped = ps["in"] - ps["kept"]
+    n = sc["metrics"]["contrast"]["n"]
+    # the lowest tenth of the contrasts (the first sample has none)
+    expect(abs(dropped - 0.1 * n) <= 2, "dropped %d of %d contrasts, asked for the lowest 10%%" % (dropped, n))
+    with open(os.path.join(sd, "pairscore", "captions.rejects.tsv")) as f:
+        rows = [line.split("\t") for line in f.read().splitlines()[1:]]
+    eq(len(rows), dropped, "rejects listed")
+    expect(all(r[2] == "pairscore.misaligned" for r in rows), "reasons %r" % {r[2] for r in rows})
+    # the stage's mix read the filtered captions, and the others as they were
+    expect(os.path.islink(os.path.join(sd, "data", "text")), "text not linked from filter/")
+    with open(os.path.join(sd, "mix.json")) as f:
+        mix = json.load(f)
+    dropped_keys = {r[0] for r in rows}
+    mixed = set()
+    import tarfile
+    for fn in sorted(os.listdir(os.path.join(sd, "mix"))):
+        with tarfile.open(os.path.join(sd, "mix", fn)) as t:
+            mixed |= {m.name.rsplit(".", 1)[0].split("/")[-1] for m in t.getmembers()}
+    eq(sorted(dropped_keys & mixed), [], "dropped pairs in the stage's mix")
+    expect(any(s["name"] == "captions" for s in mix["sources"]), "no captions in the mix")
+    with open(os.path.join(RUN, "report.html")) as f:
+        html = f.read()
+    expect("Model-based pair filtering" in html and "Score percentiles" in html, "report has no pairscore section")
+
+
+@check("recipe_pairscore_errors")
+def _():
+    base = recipe_text()
+    for bad, msg in [
+        ("pairscore: {with: sft, sources: [captions], drop_lowest: 0.1}", b"'with' must name an earlier stage"),
+        ("pairscore: {with: warmup, sources: [text], drop_lowest: 0.1}", b"only captions sources are scored"),
+        ("pairscore: {with: warmup, sources: [captions], min: 0, drop_lowest: 0.1}", b"one of 'min'"),
+        ("pairscore: {with: warmup, sources: [captions], drop_lowest: 1.5}", b"drop_lowest"),
+        ("pairscore: {with: warmup, sources: [captions], by: contrst, min: 0}", b"did you mean 'contrast'"),
+    ]:
+        text = base.replace("pairscore: {with: warmup, sources: [captions], by: contrast, drop_lowest: 0.1}", bad)
+        eq(text != base, True, "fixture replaced")
+        path = os.path.join(DATA, "ps-bad.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = mvl("recipe", "check", "--no-count", path)
+        expect_rc(r, 1)
+        expect(msg in r.err and b"recipe.yaml" not in r.err and b"ps-bad.yaml:" in r.err, "%s: %r" % (bad, r.err[-300:]))
 
 
 @check("recipe_average_switch")
