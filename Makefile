@@ -87,6 +87,7 @@ bench: mvl
 	scripts/bench_pack.sh
 	scripts/bench_train.sh -t plain
 	scripts/bench_train.sh -t tuned
+	scripts/bench_mpi.sh
 
 demo: mvl
 	scripts/demo.sh

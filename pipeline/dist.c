@@ -13,11 +13,19 @@ int dist_launched(void)
 	return s && *s;
 }
 
+int dist_local_size(void)
+{
+	const char *s = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+	int n = s ? atoi(s) : 1;
+	return n > 0 ? n : 1;
+}
+
 int dist_init(dist *d, mvl_err *err)
 {
 	d->rank = 0;
 	d->size = 1;
 	d->mpi = 0;
+	d->comm_s = 0;
 	if (!dist_launched())
 		return 0;
 	int inited = 0;
@@ -49,4 +57,22 @@ void dist_abort(const dist *d, const char *msg)
 	if (d->mpi)
 		MPI_Abort(MPI_COMM_WORLD, 1);
 	exit(1);
+}
+
+void dist_sum_u64(dist *d, uint64_t *x, int n)
+{
+	if (d->size < 2)
+		return;
+	double t0 = now_sec();
+	MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+	d->comm_s += now_sec() - t0;
+}
+
+void dist_sum_f64(dist *d, double *x, int n)
+{
+	if (d->size < 2)
+		return;
+	double t0 = now_sec();
+	MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+	d->comm_s += now_sec() - t0;
 }

@@ -15,11 +15,16 @@
 #ifndef MVL_DIST_H
 #define MVL_DIST_H
 
+#include <stdint.h>
+
 #include "util.h"
 
 typedef struct dist {
 	int rank, size;
 	int mpi;         /* 1: MPI initialized by dist_init (finalize it) */
+	double comm_s;   /* seconds spent inside MPI calls made through dist
+			  * and its users (trainer/ddp.c): the communication
+			  * share of a step is measured, not guessed */
 } dist;
 
 /* dist_init() : joins the mpirun job if there is one, else rank 0 of 1.
@@ -37,5 +42,16 @@ void dist_abort(const dist *d, const char *msg) __attribute__((noreturn));
 
 /* dist_launched() : 1 when this process was started by mpirun. */
 int dist_launched(void);
+
+/* dist_local_size() : ranks of this job on this machine (1 outside
+ * mpirun): a command sizes its thread pool to cores / local ranks so that
+ * `mpirun -np 2` on 2 cores does not run 4 threads. */
+int dist_local_size(void);
+
+/* dist_sum_u64() / dist_sum_f64() : x[0..n) summed over every rank, in
+ * place, on every rank (a blocking allreduce; nothing on a single
+ * process).  MPI's errors are fatal, so there is no error to return. */
+void dist_sum_u64(dist *d, uint64_t *x, int n);
+void dist_sum_f64(dist *d, double *x, int n);
 
 #endif

@@ -287,6 +287,21 @@ static const float *P(model *m, const char *fmt, int i, float **grad, int need_g
 	return m->params + t->off;
 }
 
+/* tells grad_ready that the tensors FIRST .. LAST of block i (adjacent in
+ * the table, so one range) are final */
+static void grads_final(model *m, const char *first, const char *last, int i)
+{
+	if (!m->grad_ready)
+		return;
+	char name[64];
+	snprintf(name, sizeof name, first, i);
+	const mtensor *a = model_tensor(m, name);
+	snprintf(name, sizeof name, last, i);
+	const mtensor *b = model_tensor(m, name);
+	if (a && b && b->off >= a->off)
+		m->grad_ready(m->grad_ready_ctx, a->off, b->off + b->n - a->off);
+}
+
 static block_w vit_w(model *m, int i, int g)
 {
 	block_w w = {0};
@@ -607,6 +622,9 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	float *dx = xcalloc(n * D, sizeof *dx);
 	rmsnorm_bwd(dx, dnormf, dnf, a->xf, wnf, a->rf, (int)n, D);
 	free(dnf);
+	grads_final(m, "model.norm.weight", "model.norm.weight", 0);
+	if (!c->tied) /* a tied head is the embedding: final only after embed_bwd */
+		grads_final(m, "lm_head.weight", "lm_head.weight", 0);
 	size_t sr = maxrows;
 	block_scratch bs;
 	bs.dh = xmalloc(sr * (size_t)maxf * sizeof(float));
@@ -623,6 +641,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	for (int l = c->layers - 1; l >= 0; l--) {
 		block_w w = llm_w(m, l, 1);
 		block_bwd(&ls, &w, &a->lb[l], dx, &bs);
+		grads_final(m, "model.layers.%d.input_layernorm.weight", "model.layers.%d.mlp.down_proj.weight", l);
 	}
 	/* the embedding rows; image rows go to the merger */
 	float *dmout = into_vision ? xmalloc(nm * D * sizeof *dmout) : NULL;
@@ -631,8 +650,10 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 			memcpy(dmout + t * D, dx + a->pad_row[t] * D, D * sizeof(float));
 		memset(dx + a->pad_row[t] * D, 0, D * sizeof(float));
 	}
-	if (dE_ptr)
+	if (dE_ptr) {
 		embed_bwd(dE_ptr, dx, b->ids, (int)n, D);
+		grads_final(m, "model.embed_tokens.weight", "model.embed_tokens.weight", 0);
+	}
 	free(dx);
 	if (into_vision) {
 		float *dw;
@@ -649,6 +670,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 		linear_bwd(dmn, dw, df1, a->mn, w1, (int)nm, 4 * Dv, 4 * Dv);
 		const float *wn = P(m, "visual.merger.ln_q.weight", 0, &dw, 1);
 		rmsnorm_bwd(dmcat, dw, dmn, a->mcat, wn, a->mr, (int)nm, 4 * Dv);
+		grads_final(m, "visual.merger.ln_q.weight", "visual.merger.mlp.2.bias", 0);
 		free(dgl);
 		free(df1);
 		free(dmn);
@@ -675,6 +697,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 						 a->vseg, a->nvseg};
 				block_w w = vit_w(m, l, 1);
 				block_bwd(&s, &w, &a->vb[l], dv, &bs);
+				grads_final(m, "visual.blocks.%d.norm1.weight", "visual.blocks.%d.mlp.down_proj.weight", l);
 			}
 			const float *pe = P(m, "visual.patch_embed.proj.weight", 0, &dw, 1);
 			linear_bwd(NULL, dw, dv, a->patches, pe, (int)np, PATCH_IN, Dv);

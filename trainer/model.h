@@ -98,6 +98,15 @@ typedef struct model {
 	float *grads;      /* nparams; only trainable tensors are written */
 	int trainable;     /* MPART_* mask */
 	struct mact *act;  /* activations of the last forward */
+	/* Optional, set by data parallel (ddp.h): during a backward,
+	 * grad_ready(ctx, off, n) says that grads[off, off + n) will not be
+	 * written again by this model_step, so their allreduce may start
+	 * while the earlier layers still run.  Called for lm_head and
+	 * model.norm (before the layers), then each LLM layer and each ViT
+	 * block as it finishes; the rest (embedding, merger, patch embed) is
+	 * final when model_step returns.  NULL: not called. */
+	void (*grad_ready)(void *ctx, size_t off, size_t n);
+	void *grad_ready_ctx;
 } model;
 
 /* model_new() : the tensor table for c, parameters initialized from seed. */

@@ -14,14 +14,42 @@
 
 void adamw_init(adamw *o, const model *md)
 {
+	adamw_init_shard(o, md, 0, md->nparams);
+}
+
+void adamw_init_shard(adamw *o, const model *md, size_t lo, size_t hi)
+{
 	o->m = xcalloc((size_t)md->nt, sizeof *o->m);
 	o->v = xcalloc((size_t)md->nt, sizeof *o->v);
 	o->t = 0;
-	for (int i = 0; i < md->nt; i++)
-		if (md->trainable & md->t[i].part) {
-			o->m[i] = xcalloc(md->t[i].n, sizeof(float));
-			o->v[i] = xcalloc(md->t[i].n, sizeof(float));
+	o->lo = lo;
+	o->hi = hi;
+	for (int i = 0; i < md->nt; i++) {
+		size_t a, b;
+		if (adamw_span(o, md, i, &a, &b)) {
+			o->m[i] = xcalloc(b - a, sizeof(float));
+			o->v[i] = xcalloc(b - a, sizeof(float));
 		}
+	}
+}
+
+int adamw_span(const adamw *o, const model *md, int i, size_t *a, size_t *b)
+{
+	const mtensor *t = &md->t[i];
+	if (!(md->trainable & t->part))
+		return 0;
+	*a = t->off > o->lo ? t->off : o->lo;
+	*b = t->off + t->n < o->hi ? t->off + t->n : o->hi;
+	return *a < *b;
+}
+
+size_t adamw_bytes(const adamw *o, const model *md)
+{
+	size_t n = 0, a, b;
+	for (int i = 0; i < md->nt; i++)
+		if (o->m[i] && adamw_span(o, md, i, &a, &b))
+			n += 2 * (b - a) * sizeof(float);
+	return n;
 }
 
 void adamw_free(adamw *o, const model *md)

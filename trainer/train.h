@@ -20,12 +20,24 @@
 #include "model.h"
 
 typedef struct adamw {
-	float **m, **v;  /* by tensor; NULL when frozen */
+	float **m, **v;  /* by tensor: its part inside [lo, hi); NULL when
+			  * frozen or outside the shard */
+	size_t lo, hi;   /* the floats of the flat parameter buffer this
+			  * optimizer updates: all of it, or one rank's shard
+			  * under ZeRO-1 (ddp.h) */
 	int64_t t;       /* steps taken */
 } adamw;
 
+/* adamw_init() : state for every trainable float (lo 0, hi nparams). */
 void adamw_init(adamw *o, const model *md);
+/* adamw_init_shard() : state for the trainable floats of [lo, hi) only. */
+void adamw_init_shard(adamw *o, const model *md, size_t lo, size_t hi);
 void adamw_free(adamw *o, const model *md);
+/* adamw_span() : the floats [*a, *b) of tensor i that o holds state for
+ * (o->m[i][0] is float *a).  @return 0 when none (frozen, or outside). */
+int adamw_span(const adamw *o, const model *md, int i, size_t *a, size_t *b);
+/* adamw_bytes() : bytes of m and v this optimizer holds. */
+size_t adamw_bytes(const adamw *o, const model *md);
 
 typedef struct sched {
 	double lr, min_lr, decay_fraction;

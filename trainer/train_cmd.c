@@ -15,6 +15,8 @@
 #include <omp.h>
 
 #include "commands.h"
+#include "ddp.h"
+#include "dist.h"
 #include "json_file.h"
 #include "model.h"
 #include "opts.h"
@@ -28,6 +30,8 @@
 typedef struct train_opts {
 	const char *preset, *recipe, *stage, *init, *output, *resume, *eval_pack, *trainable, *scheduler;
 	int synthetic, steps, threads, grad_accum, seq_len, batch, tied, save_every, eval_every, quiet, warmup, vocab;
+	int zero;          /* 1: ZeRO-1 optimizer sharding across the ranks */
+	double bucket_mb;  /* allreduce bucket size */
 	uint64_t seed;
 	double lr, min_lr, weight_decay, grad_clip, beta1, beta2, eps, decay_fraction;
 	int decay_norms;
@@ -117,8 +121,10 @@ static int keep_metrics_before(const char *path, int64_t step0, mvl_err *err)
 	return atomic_file_commit(&af, err);
 }
 
-static int save_checkpoint(const char *out, const model *m, const adamw *o, int64_t step, uint64_t data_pos,
-			   json_t *losses, uint64_t skipped, mvl_err *err)
+/* om / ov: each trainable tensor's whole m and v (NULL when frozen), so a
+ * checkpoint has one format whether the state was sharded or not */
+static int save_checkpoint(const char *out, const model *m, float **om, float **ov, int64_t adam_t, int64_t step,
+			   uint64_t data_pos, json_t *losses, uint64_t skipped, mvl_err *err)
 {
 	buf dir = {0}, tmp = {0}, p = {0};
 	buf_printf(&dir, "%s/step-%08lld", out, (long long)step);
@@ -136,13 +142,13 @@ static int save_checkpoint(const char *out, const model *m, const adamw *o, int6
 	char **names = xcalloc((size_t)m->nt * 2, sizeof *names);
 	int k = 0;
 	for (int i = 0; i < m->nt; i++) {
-		if (!o->m[i])
+		if (!om[i])
 			continue;
 		for (int w = 0; w < 2; w++) {
 			buf nb = {0};
 			buf_printf(&nb, "%s.%s", w ? "v" : "m", m->t[i].name);
 			names[k] = (char *)nb.data;
-			t[k] = (st_tensor){names[k], 1, {(int64_t)m->t[i].n}, w ? o->v[i] : o->m[i]};
+			t[k] = (st_tensor){names[k], 1, {(int64_t)m->t[i].n}, w ? ov[i] : om[i]};
 			k++;
 		}
 	}
@@ -156,7 +162,7 @@ static int save_checkpoint(const char *out, const model *m, const adamw *o, int6
 	if (orc != 0)
 		goto out;
 	json_t *st = json_pack("{s:I,s:I,s:I,s:i,s:O,s:I}", "step", (json_int_t)step, "data_pos", (json_int_t)data_pos,
-			       "adam_t", (json_int_t)o->t, "trainable", m->trainable, "losses", losses, "skipped",
+			       "adam_t", (json_int_t)adam_t, "trainable", m->trainable, "losses", losses, "skipped",
 			       (json_int_t)skipped);
 	p.len = 0;
 	buf_printf(&p, "%s/state.json", (char *)tmp.data);
@@ -204,7 +210,8 @@ static int load_optim(const char *dir, const model *m, adamw *o, mvl_err *err)
 		return -1;
 	int rc = 0;
 	for (int i = 0; i < m->nt && rc == 0; i++) {
-		if (!o->m[i])
+		size_t a, b; /* a ZeRO-1 rank loads its slice only */
+		if (!o->m[i] || !adamw_span(o, m, i, &a, &b))
 			continue;
 		for (int w = 0; w < 2 && rc == 0; w++) {
 			char name[80];
@@ -213,7 +220,8 @@ static int load_optim(const char *dir, const model *m, adamw *o, mvl_err *err)
 			if (!t || t->ndim != 1 || (size_t)t->shape[0] != m->t[i].n)
 				rc = mvl_errf(err, "'%s': optimizer state '%s' missing or of another size", dir, name);
 			else
-				memcpy(w ? o->v[i] : o->m[i], t->data, m->t[i].n * sizeof(float));
+				memcpy(w ? o->v[i] : o->m[i], (const float *)t->data + (a - m->t[i].off),
+				       (b - a) * sizeof(float));
 		}
 	}
 	st_close(f);
@@ -248,8 +256,38 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int run_train(train_opts *o, char **packs, int npacks)
+/* the checkpoint of step: ZeRO-1 slices are gathered to rank 0 first (a
+ * collective: every rank calls this), and rank 0 writes */
+static int checkpoint(dist *d, ddp *dp, int zero, const char *out, const model *m, const adamw *o, int64_t step,
+		      uint64_t data_pos, json_t *losses, uint64_t skipped, mvl_err *err)
 {
+	float *fm = NULL, *fv = NULL;
+	float **om = o->m, **ov = o->v;
+	if (zero) {
+		ddp_gather_optim(dp, o, &fm, &fv);
+		om = xcalloc((size_t)m->nt, sizeof *om);
+		ov = xcalloc((size_t)m->nt, sizeof *ov);
+		for (int i = 0; fm && i < m->nt; i++)
+			if (m->trainable & m->t[i].part) {
+				om[i] = fm + m->t[i].off;
+				ov[i] = fv + m->t[i].off;
+			}
+	}
+	int rc = d->rank == 0 ? save_checkpoint(out, m, om, ov, o->t, step, data_pos, losses, skipped, err) : 0;
+	if (zero) {
+		free(om);
+		free(ov);
+		free(fm);
+		free(fv);
+	}
+	return rc;
+}
+
+static int run_train(train_opts *o, char **packs, int npacks, dist *d)
+{
+	/* rank 0 alone logs, writes metrics and checkpoints */
+	const int lead = d->rank == 0, N = d->size;
+	ddp *dp = NULL;
 	mvl_err err;
 	int rc = 1;
 	model *m = NULL;
@@ -356,7 +394,14 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		goto fail;
 	}
 	m->trainable = parts;
-	adamw_init(&opt, m);
+	if (N > 1 || o->zero) {
+		size_t lo, hi;
+		dp = ddp_new(d, m, o->zero, (size_t)(o->bucket_mb * (1 << 20)));
+		ddp_shard(dp, &lo, &hi);
+		adamw_init_shard(&opt, m, lo, hi);
+	} else {
+		adamw_init(&opt, m);
+	}
 	if (!o->synthetic) {
 		if (!npacks) {
 			mvl_errf(&err, "give pack files to train on, or --synthetic");
@@ -399,7 +444,7 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		if (load_optim(resume_dir, m, &opt, &err) != 0)
 			goto fail;
 	}
-	if (o->output) {
+	if (o->output && lead) {
 		if (mkdir(o->output, 0755) != 0 && errno != EEXIST) {
 			mvl_errf(&err, "cannot create '%s': %s", o->output, strerror(errno));
 			goto fail;
@@ -421,9 +466,14 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	}
 	sc.total = o->steps;
 	double peak = sgemm_peak();
-	if (!o->quiet)
-		fprintf(stderr, "mvl train: %zu parameters (%s trainable), seq %d x batch %d x accum %d, sgemm peak %.1f GFLOP/s\n",
-			m->nparams, o->trainable ? o->trainable : "all", L, B, K, peak / 1e9);
+	if (!o->quiet && lead) {
+		fprintf(stderr, "mvl train: %zu parameters (%s trainable), seq %d x batch %d x accum %d", m->nparams,
+			o->trainable ? o->trainable : "all", L, B, K);
+		if (N > 1)
+			fprintf(stderr, " x %d ranks (%s, %d buckets)", N, o->zero ? "ZeRO-1" : "allreduce",
+				ddp_buckets(dp));
+		fprintf(stderr, ", sgemm peak %.1f GFLOP/s\n", peak / 1e9);
+	}
 	bb = xcalloc((size_t)K, sizeof *bb);
 	for (int k = 0; k < K; k++)
 		batch_alloc(&bb[k], B, L);
@@ -431,15 +481,20 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		batch_alloc(&evb, B, L);
 	step_tps = xcalloc((size_t)o->steps + 1, sizeof *step_tps);
 	int nsteps = 0, bad_run = 0;
+	double comm_sum = 0, time_sum = 0; /* over the steps after the first */
 	uint32_t pad = (uint32_t)c.vocab - 1, vstart = (uint32_t)c.vocab - 2, vend = (uint32_t)c.vocab - 3;
 	for (int64_t step = step0; step < o->steps; step++) {
-		double t0 = now_sec();
-		/* the global batch: K micro-batches of B sequences */
+		double t0 = now_sec(), c0 = d->comm_s;
+		/* The global batch: N ranks x K micro-batches of B sequences.
+		 * Rank r's micro-batch k is the one a single process would take
+		 * at micro-step k N + r: sequences data_pos + (k N + r) B + s.  So
+		 * N ranks x K = 1 rank x N K (same sequences, same global loss),
+		 * the ranks' parts are disjoint, and N = 1 is the plain order. */
 		uint64_t targets = 0;
 		for (int k = 0; k < K; k++) {
 			batch_clear_images(&bb[k]);
 			for (int s = 0; s < B; s++) {
-				uint64_t g = data_pos + (uint64_t)k * B + s;
+				uint64_t g = data_pos + ((uint64_t)k * N + (uint64_t)d->rank) * B + s;
 				if (o->synthetic)
 					synth_seq(&bb[k], s, o->seed, g, &c, pad, vstart, vend);
 				else if (pack_fill(&ps, &bb[k], s, g, &err) != 0)
@@ -448,7 +503,9 @@ static int run_train(train_opts *o, char **packs, int npacks)
 			for (size_t i = 0; i + 1 < (size_t)B * L; i++)
 				targets += (i + 1) % L && bb[k].seg[i] && bb[k].seg[i + 1] == bb[k].seg[i] && bb[k].loss[i + 1];
 		}
-		data_pos += (uint64_t)K * B;
+		data_pos += (uint64_t)N * K * B;
+		/* the loss is normalized by the global count of predicted tokens */
+		dist_sum_u64(d, &targets, 1);
 		memset(m->grads, 0, m->nparams * sizeof *m->grads);
 		double loss = 0, flops = 0;
 		float scale = targets ? 1.0f / (float)targets : 0;
@@ -459,22 +516,32 @@ static int run_train(train_opts *o, char **packs, int npacks)
 				mb.image_pad = ps.image_pad; /* what the packs' images carry */
 			double ls;
 			uint64_t cnt;
+			if (dp && k == K - 1)
+				ddp_arm(dp); /* buckets start as the last backward finishes them */
 			if (model_step(m, &mb, 1, scale, &ls, &cnt, &err) != 0)
 				goto fail;
 			loss += ls;
 			flops += model_flops(m, &mb, 1);
 		}
+		if (dp)
+			ddp_reduce_grads(dp);
+		dist_sum_f64(d, &loss, 1);
 		loss = targets ? loss / (double)targets : 0;
-		/* global grad norm over the trainable tensors, clipping */
+		/* global grad norm over the trainable tensors (under ZeRO-1 each
+		 * rank holds the global gradient of its slice only), clipping */
 		double ss = 0;
+		size_t sa, sb;
 		for (int i = 0; i < m->nt; i++)
-			if (opt.m[i])
-				ss += sumsq(m->grads + m->t[i].off, m->t[i].n);
+			if (opt.m[i] && adamw_span(&opt, m, i, &sa, &sb))
+				ss += sumsq(m->grads + sa, sb - sa);
+		if (o->zero)
+			dist_sum_f64(d, &ss, 1);
 		double gnorm = sqrt(ss);
 		double lr = sched_lr(&sc, step);
 		if (!isfinite(loss) || !isfinite(gnorm)) {
 			skipped++;
-			fprintf(stderr, "mvl train: step %lld: non-finite %s, step skipped (%llu so far)\n", (long long)step,
+			if (lead)
+				fprintf(stderr, "mvl train: step %lld: non-finite %s, step skipped (%llu so far)\n", (long long)step,
 				isfinite(loss) ? "gradient" : "loss", (unsigned long long)skipped);
 			if (++bad_run >= 5) {
 				mvl_errf(&err, "5 non-finite steps in a row: stopping (the last checkpoint is intact)");
@@ -487,28 +554,39 @@ static int run_train(train_opts *o, char **packs, int npacks)
 		float clip = o->grad_clip > 0 && gnorm > o->grad_clip ? (float)(o->grad_clip / gnorm) : 1.0f;
 		opt.t++;
 		for (int i = 0; i < m->nt; i++) {
-			if (!opt.m[i])
+			if (!opt.m[i] || !adamw_span(&opt, m, i, &sa, &sb))
 				continue;
 			mtensor *t = &m->t[i];
 			if (clip != 1.0f)
-				scale_inplace(m->grads + t->off, t->n, clip);
+				scale_inplace(m->grads + sa, sb - sa, clip);
 			float wd = t->no_decay && !o->decay_norms ? 0.0f : (float)o->weight_decay;
-			adamw_update(m->params + t->off, m->grads + t->off, opt.m[i], opt.v[i], t->n, (float)lr,
+			adamw_update(m->params + sa, m->grads + sa, opt.m[i], opt.v[i], sb - sa, (float)lr,
 				     (float)o->beta1, (float)o->beta2, (float)o->eps, wd, opt.t);
 		}
-		double dt = now_sec() - t0;
-		double tps = (double)K * B * L / dt, mfu = flops / dt / peak;
+		if (dp)
+			ddp_gather_params(dp);
+		double dt = now_sec() - t0, comm = d->comm_s - c0;
+		/* tokens of the global batch; MFU of this rank (flops are its own) */
+		double tps = (double)N * K * B * L / dt, mfu = flops / dt / peak;
 		step_tps[nsteps++] = tps;
+		if (nsteps > 1) {
+			comm_sum += comm;
+			time_sum += dt;
+		}
 		json_array_append_new(losses, json_real(loss));
-		if (!o->quiet)
-			fprintf(stderr, "step %lld loss %.6f lr %.3e gnorm %.4f tok/s %.0f mfu %.1f%%\n", (long long)step, loss,
+		if (!o->quiet && lead) {
+			fprintf(stderr, "step %lld loss %.6f lr %.3e gnorm %.4f tok/s %.0f mfu %.1f%%", (long long)step, loss,
 				lr, gnorm, tps, 100 * mfu);
+			if (N > 1)
+				fprintf(stderr, " comm %.1f%%", 100 * comm / dt);
+			fputc('\n', stderr);
+		}
 		if (metrics)
 			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
 				(long long)step, loss, lr, gnorm, tps, mfu);
 		if (metrics)
 			fflush(metrics); /* whole lines only, even if killed */
-		if (o->eval_pack && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
+		if (o->eval_pack && lead && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
 			double ev = 0;
 			if (eval_pack(m, &evs, &evb, B, L, 0, &ev, &err) != 0)
 				goto fail;
@@ -518,11 +596,22 @@ static int run_train(train_opts *o, char **packs, int npacks)
 				fprintf(metrics, "{\"step\":%lld,\"eval_loss\":%.8g}\n", (long long)step, ev);
 		}
 		if (o->output && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < o->steps &&
-		    save_checkpoint(o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
+		    checkpoint(d, dp, o->zero, o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
 			goto fail;
 	}
-	if (o->output && save_checkpoint(o->output, m, &opt, o->steps, data_pos, losses, skipped, &err) != 0)
+	if (o->output &&
+	    checkpoint(d, dp, o->zero, o->output, m, &opt, o->steps, data_pos, losses, skipped, &err) != 0)
 		goto fail;
+	if (!lead) {
+		rc = 0;
+		goto out;
+	}
+	if (N > 1 || o->zero)
+		printf("optimizer state: %zu bytes per rank (m and v, %s, %d rank%s)\n", adamw_bytes(&opt, m),
+		       o->zero ? "ZeRO-1" : "replicated", N, N > 1 ? "s" : "");
+	if (N > 1 && time_sum > 0)
+		printf("communication: %.1f%% of step time (%.3f s in MPI of %.3f s)\n", 100 * comm_sum / time_sum,
+		       comm_sum, time_sum);
 	/* tokens/s: median over the steps after the first (warm-up) */
 	if (nsteps > 1) {
 		qsort(step_tps + 1, (size_t)nsteps - 1, sizeof *step_tps, cmp_double);
@@ -533,8 +622,15 @@ static int run_train(train_opts *o, char **packs, int npacks)
 	rc = 0;
 	goto out;
 fail:
+	if (N > 1) {
+		/* the other ranks wait in a collective: end them all */
+		char msg[sizeof err.msg + 16];
+		snprintf(msg, sizeof msg, "mvl train: %s", err.msg);
+		dist_abort(d, msg);
+	}
 	fprintf(stderr, "mvl train: %s\n", err.msg);
 out:
+	ddp_free(dp);
 	if (metrics)
 		fclose(metrics);
 	for (int k = 0; bb && k < K; k++)
@@ -590,7 +686,10 @@ int cmd_train(int argc, char **argv)
 		{"beta1", 0, OPT_DOUBLE, &o.beta1, "0.9", "X", "AdamW beta1"},
 		{"beta2", 0, OPT_DOUBLE, &o.beta2, "0.95", "X", "AdamW beta2"},
 		{"eps", 0, OPT_DOUBLE, &o.eps, "1e-8", "X", "AdamW epsilon"},
-		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "threads (0: all cores)"},
+		{"zero", 0, OPT_INT, &o.zero, "0", "0|1",
+		 "1: ZeRO-1, AdamW state sharded across the mpirun ranks (1/N each)"},
+		{"bucket-mb", 0, OPT_DOUBLE, &o.bucket_mb, "25", "X", "mpirun: gradient allreduce bucket size in MB"},
+		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "threads (0: all cores, shared by the ranks of a machine)"},
 		{"quiet", 'q', OPT_FLAG, &o.quiet, NULL, NULL, "no per-step log on stderr"},
 		{0},
 	};
@@ -599,21 +698,39 @@ int cmd_train(int argc, char **argv)
 		"Trains the vision-language model (trainer/model.h) on packs from `mvl pack`, or\n"
 		"on synthetic data of a preset's shape.  Logs loss, lr, grad norm, tokens/s and\n"
 		"MFU (against the sgemm peak measured at start) per step; ends with a line\n"
-		"`tokens/s: X` (median over the steps after the first).",
+		"`tokens/s: X` (median over the steps after the first).\n"
+		"\n"
+		"Data parallel: `mpirun -np N mvl train ...`.  --batch (the preset's) is per\n"
+		"rank, so a step trains on N x K x batch sequences; rank r's micro-batch k is\n"
+		"what one process would take at micro-step k N + r, so N ranks x --grad-accum K\n"
+		"log the same losses as 1 rank x --grad-accum N K.  Gradients are summed in\n"
+		"buckets (--bucket-mb) overlapped with the backward; --zero 1 shards the AdamW\n"
+		"state instead.  Rank 0 logs and writes checkpoints in the single-process\n"
+		"format (ZeRO-1 state is gathered first), so --resume works with any N.  A\n"
+		"failed or killed rank ends the whole job; the last checkpoint is intact.",
 		NULL, specs,
 	};
 	char **args;
 	int nargs;
 	opts_main(&cmd, argc, argv, &args, &nargs);
-	int threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	/* the ranks of one machine share its cores */
+	int threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN) / dist_local_size();
+	if (threads < 1)
+		threads = 1;
 	omp_set_num_threads(threads);
 	openblas_set_num_threads(threads);
-	if (o.steps < 0 || o.grad_accum < 0 || o.eval_every < 0) {
-		fprintf(stderr, "mvl train: --steps, --grad-accum and --eval-every must be >= 0\n");
+	if (o.steps < 0 || o.grad_accum < 0 || o.eval_every < 0 || o.zero < 0 || o.zero > 1 || !(o.bucket_mb > 0)) {
+		fprintf(stderr, "mvl train: --steps, --grad-accum and --eval-every must be >= 0, --zero 0 or 1, "
+				"--bucket-mb positive\n");
 		free(args);
 		return 2;
 	}
-	int rc = run_train(&o, args, nargs);
+	dist d;
+	mvl_err err;
+	if (dist_init(&d, &err) != 0)
+		die("%s", err.msg);
+	int rc = run_train(&o, args, nargs, &d);
+	dist_finalize(&d);
 	free(args);
 	return rc;
 }
