@@ -70,7 +70,7 @@ static void make_batch(mbatch *b)
 
 static model_config micro(int tied)
 {
-	return (model_config){8, 1, 2, 12, 16, 2, 4, 2, 20, V, tied, 1e-6f, 1e4f, 1e4f, 56, L, B};
+	return (model_config){8, 1, 2, 12, 16, 2, 4, 2, 20, V, tied, 1e-6f, 1e4f, 1e4f, 56, L, B, .n_experts = 0};
 }
 
 static double loss_of(model *m, const mbatch *b)
