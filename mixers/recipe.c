@@ -386,7 +386,7 @@ static void resolve_all(const ctx *c, char **v, int n)
 static void read_model(ctx *c, recipe *r, const yaml_node_t *m)
 {
 	static const char *const keys[] = {"preset", "tied", NULL};
-	static const char *const presets[] = {"tiny", "small", "micro", NULL};
+	static const char *const presets[] = {"tiny", "small", "micro", "tiny-moe", "micro-moe", NULL};
 	snprintf(c->scope, sizeof c->scope, "model");
 	r->model_preset = xstrdup("tiny");
 	if (!m || check_map(c, m, "'model'", keys) != 0)

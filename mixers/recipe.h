@@ -90,7 +90,7 @@ typedef struct reval {
 typedef struct recipe {
 	char *path;
 	uint64_t seed;
-	char *model_preset;      /* model: preset (tiny, small, micro); default tiny */
+	char *model_preset;      /* model: preset (tiny, small, micro, tiny-moe, micro-moe); default tiny */
 	int model_tied;
 	int max_epochs;          /* warn when a stage repeats a source more */
 	rsource *src;

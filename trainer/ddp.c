@@ -227,3 +227,16 @@ void ddp_gather_optim(ddp *p, const adamw *o, float **fm, float **fv)
 	*fm = am;
 	*fv = av;
 }
+
+void ddp_sum_moe_load(ddp *p, model *m)
+{
+	if (!m->moe_load)
+		return;
+	/* the load decides the next selection biases: every rank must see
+	 * the same global load, or their routings drift apart */
+	dist_sum_u64(p->d, m->moe_load, m->c.layers * m->c.n_experts);
+	uint64_t c[2] = {m->moe.routed, m->moe.dropped};
+	dist_sum_u64(p->d, c, 2);
+	m->moe.routed = c[0];
+	m->moe.dropped = c[1];
+}

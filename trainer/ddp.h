@@ -60,6 +60,10 @@ void ddp_arm(ddp *p);
  * ranks; with ZeRO only the shard's is (the rest is stale). */
 void ddp_reduce_grads(ddp *p);
 
+/* ddp_sum_moe_load() : MoE: sums each expert's load (and the routed and
+ * dropped counts) over the ranks, before model_moe_balance(). */
+void ddp_sum_moe_load(ddp *p, model *m);
+
 /* ddp_gather_params() : ZeRO: every rank's updated slice of the parameters
  * to every rank.  Nothing without ZeRO (each rank updated everything). */
 void ddp_gather_params(ddp *p);

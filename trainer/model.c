@@ -3,10 +3,12 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "moe.h"
 #include "ops.h"
 
 enum { PATCH = 14, PATCH_IN = 3 * 14 * 14, LOGIT_ROWS = 256 };
@@ -14,27 +16,48 @@ enum { PATCH = 14, PATCH_IN = 3 * 14 * 14, LOGIT_ROWS = 256 };
 int model_preset(const char *name, model_config *c)
 {
 	if (!strcmp(name, "tiny")) {
-		*c = (model_config){192, 4, 3, 512, 256, 4, 4, 2, 688, 8192, 0, 1e-6f, 1e6f, 1e4f, 112, 256, 8};
+		*c = (model_config){192, 4, 3, 512, 256, 4, 4, 2, 688, 8192, 0, 1e-6f, 1e6f, 1e4f, 112, 256, 8, .n_experts = 0};
 		return 0;
 	}
 	if (!strcmp(name, "micro")) { /* for tests: seconds, not minutes */
-		*c = (model_config){32, 1, 2, 64, 64, 2, 4, 2, 128, 512, 0, 1e-6f, 1e6f, 1e4f, 56, 64, 2};
+		*c = (model_config){32, 1, 2, 64, 64, 2, 4, 2, 128, 512, 0, 1e-6f, 1e6f, 1e4f, 56, 64, 2, .n_experts = 0};
+		return 0;
+	}
+	/* tiny's LLM with MoE after a dense first layer (DeepSeek-V3 keeps its
+	 * first layers dense): shared 344 + 2 of 8 experts of 172 = tiny's
+	 * 688 active intermediate width per token */
+	if (!strcmp(name, "tiny-moe")) {
+		*c = (model_config){192, 4, 3, 512, 256, 4, 4, 2, 688, 8192, 0, 1e-6f, 1e6f, 1e4f, 112, 256, 8,
+				    8, 2, 172, 344, 1, 1.0f, 1e-3f, 1e-4f, 0.0f};
+		return 0;
+	}
+	if (!strcmp(name, "micro-moe")) {
+		*c = (model_config){32, 1, 2, 64, 64, 2, 4, 2, 128, 512, 0, 1e-6f, 1e6f, 1e4f, 56, 64, 2,
+				    4, 2, 32, 64, 0, 1.0f, 1e-3f, 1e-2f, 0.0f};
 		return 0;
 	}
 	if (!strcmp(name, "small")) {
-		*c = (model_config){384, 6, 6, 1024, 512, 8, 8, 4, 1376, 32768, 0, 1e-6f, 1e6f, 1e4f, 224, 1024, 4};
+		*c = (model_config){384, 6, 6, 1024, 512, 8, 8, 4, 1376, 32768, 0, 1e-6f, 1e6f, 1e4f, 224, 1024, 4, .n_experts = 0};
 		return 0;
 	}
 	return -1;
 }
 
+int model_is_moe(const model_config *c, int l)
+{
+	return c->n_experts > 0 && l >= c->first_moe_layer;
+}
+
 /* ---------------------------------------------------------------------- */
 /* the tensor table */
 
-static void add(model *m, int part, int no_decay, int r, int c, const char *fmt, int i)
+static mtensor *add(model *m, int part, int no_decay, int r, int c, const char *fmt, ...)
 {
 	mtensor *t = &m->t[m->nt++];
-	snprintf(t->name, sizeof t->name, fmt, i);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->name, sizeof t->name, fmt, ap);
+	va_end(ap);
 	t->ndim = c ? 2 : 1;
 	t->shape[0] = r;
 	t->shape[1] = c;
@@ -43,6 +66,7 @@ static void add(model *m, int part, int no_decay, int r, int c, const char *fmt,
 	t->part = part;
 	t->no_decay = no_decay;
 	m->nparams += t->n;
+	return t;
 }
 
 static uint64_t splitmix(uint64_t *s)
@@ -67,7 +91,8 @@ model *model_new(const model_config *c, uint64_t seed)
 	m->c = *c;
 	int Dv = c->vit_dim, Fv = c->vit_mlp, D = c->dim, F = c->mlp, V = c->vocab;
 	int dh = D / c->heads;
-	m->t = xcalloc((size_t)(16 + 7 * c->vit_layers + 11 * c->layers), sizeof *m->t);
+	int E = c->n_experts, Fe = c->expert_mlp, Fs = c->shared_mlp;
+	m->t = xcalloc((size_t)(16 + 7 * c->vit_layers + (13 + 3 * (size_t)E) * c->layers), sizeof *m->t);
 	add(m, MPART_VIT, 0, Dv, PATCH_IN, "visual.patch_embed.proj.weight", 0);
 	for (int i = 0; i < c->vit_layers; i++) {
 		add(m, MPART_VIT, 1, Dv, 0, "visual.blocks.%d.norm1.weight", i);
@@ -93,9 +118,24 @@ model *model_new(const model_config *c, uint64_t seed)
 		add(m, MPART_LLM, 1, dh, 0, "model.layers.%d.self_attn.q_norm.weight", i);
 		add(m, MPART_LLM, 1, dh, 0, "model.layers.%d.self_attn.k_norm.weight", i);
 		add(m, MPART_LLM, 1, D, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-		add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.gate_proj.weight", i);
-		add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.up_proj.weight", i);
-		add(m, MPART_LLM, 0, D, F, "model.layers.%d.mlp.down_proj.weight", i);
+		if (!model_is_moe(c, i)) {
+			add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.gate_proj.weight", i);
+			add(m, MPART_LLM, 0, F, D, "model.layers.%d.mlp.up_proj.weight", i);
+			add(m, MPART_LLM, 0, D, F, "model.layers.%d.mlp.down_proj.weight", i);
+			continue;
+		}
+		add(m, MPART_LLM, 0, E, D, "model.layers.%d.mlp.gate.weight", i);
+		add(m, 0, 1, E, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", i)->buffer = 1;
+		if (Fs > 0) {
+			add(m, MPART_LLM, 0, Fs, D, "model.layers.%d.mlp.shared_experts.gate_proj.weight", i);
+			add(m, MPART_LLM, 0, Fs, D, "model.layers.%d.mlp.shared_experts.up_proj.weight", i);
+			add(m, MPART_LLM, 0, D, Fs, "model.layers.%d.mlp.shared_experts.down_proj.weight", i);
+		}
+		for (int j = 0; j < E; j++) {
+			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, j);
+			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, j);
+			add(m, MPART_LLM, 0, D, Fe, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, j);
+		}
 	}
 	add(m, MPART_LLM, 1, D, 0, "model.norm.weight", 0);
 	if (!c->tied)
@@ -103,11 +143,13 @@ model *model_new(const model_config *c, uint64_t seed)
 	m->params = xmalloc(m->nparams * sizeof *m->params);
 	m->grads = xcalloc(m->nparams, sizeof *m->grads);
 	m->trainable = MPART_ALL;
+	if (E > 0)
+		m->moe_load = xcalloc((size_t)c->layers * E, sizeof *m->moe_load);
 	uint64_t s = seed;
 	for (int i = 0; i < m->nt; i++) {
 		mtensor *t = &m->t[i];
 		float *p = m->params + t->off;
-		int bias = strstr(t->name, ".bias") != NULL, norm = t->ndim == 1 && !bias;
+		int bias = strstr(t->name, ".bias") != NULL || t->buffer, norm = t->ndim == 1 && !bias;
 		for (size_t k = 0; k < t->n; k++)
 			p[k] = bias ? 0.0f : norm ? 1.0f : (float)(0.02 * gauss(&s));
 	}
@@ -127,6 +169,8 @@ mtensor *model_tensor(model *m, const char *name)
 
 typedef struct block_act {
 	float *x, *n1, *r1, *qraw, *qrs, *q, *kraw, *krs, *k, *v, *o, *lse, *xmid, *n2, *r2, *g, *u, *h;
+	moe_act *moe;            /* MoE layers: the mlp's activations */
+	moe_count mc;            /* ... and its accounting */
 } block_act;
 
 typedef struct mact {
@@ -143,6 +187,8 @@ typedef struct mact {
 	int nvseg, nlseg;
 	int32_t *target;         /* [n]: id predicted at row r, -1 none */
 	size_t *pad_row;         /* [nm]: LLM row of each merged token */
+	moe_act **moe;           /* [layers], kept across steps */
+	uint64_t *load;          /* [layers * n_experts]: this step's choices */
 } mact;
 
 /* the next n floats of the arena (64-byte aligned); with no arena yet,
@@ -186,6 +232,7 @@ static void block_alloc(mact *a, block_act *b, size_t n, int d, int H, int Hkv, 
 typedef struct block_w {
 	const float *norm1, *q, *k, *v, *o, *qn, *kn, *norm2, *gate, *up, *down;
 	float *dnorm1, *dq, *dk, *dv, *dout, *dqn, *dkn, *dnorm2, *dgate, *dup, *ddown;
+	moe_w *moe;              /* NULL: the dense mlp */
 } block_w;
 
 typedef struct block_shape {
@@ -195,6 +242,8 @@ typedef struct block_shape {
 	const float *ang;
 	const attn_seg *seg;
 	int nseg;
+	const moe_shape *moe;    /* for layers whose block_w has moe */
+	float scale;             /* the loss scale, for the MoE balance term */
 } block_shape;
 
 /* x -> out; saves what the backward needs in b (b->x holds x) */
@@ -221,10 +270,14 @@ static void block_fwd(const block_shape *s, const block_w *w, block_act *b, floa
 	for (size_t i = 0; i < n * s->d; i++)
 		b->xmid[i] = b->x[i] + tmp[i];
 	rmsnorm_fwd(b->n2, b->r2, b->xmid, w->norm2, (int)n, s->d, s->eps);
-	linear_fwd(b->g, b->n2, w->gate, (int)n, s->d, s->f);
-	linear_fwd(b->u, b->n2, w->up, (int)n, s->d, s->f);
-	swiglu_fwd(b->h, b->g, b->u, n * s->f);
-	linear_fwd(tmp, b->h, w->down, (int)n, s->f, s->d);
+	if (w->moe) {
+		moe_fwd(s->moe, w->moe, b->moe, tmp, b->n2, (int)n, s->seg, s->nseg, &b->mc);
+	} else {
+		linear_fwd(b->g, b->n2, w->gate, (int)n, s->d, s->f);
+		linear_fwd(b->u, b->n2, w->up, (int)n, s->d, s->f);
+		swiglu_fwd(b->h, b->g, b->u, n * s->f);
+		linear_fwd(tmp, b->h, w->down, (int)n, s->f, s->d);
+	}
 	for (size_t i = 0; i < n * s->d; i++)
 		out[i] = b->xmid[i] + tmp[i];
 }
@@ -239,15 +292,19 @@ static void block_bwd(const block_shape *s, const block_w *w, const block_act *b
 {
 	size_t n = s->n;
 	int hq = s->H * s->dh, hkv = s->Hkv * s->dh;
-	/* mlp: out = xmid + down(swiglu(gate(n2), up(n2))) */
-	memset(t->dh, 0, n * s->f * sizeof(float));
-	linear_bwd(t->dh, w->ddown, dx, b->h, w->down, (int)n, s->f, s->d);
-	memset(t->dg, 0, n * s->f * sizeof(float));
-	memset(t->du, 0, n * s->f * sizeof(float));
-	swiglu_bwd(t->dg, t->du, t->dh, b->g, b->u, n * s->f);
+	/* mlp: out = xmid + down(swiglu(gate(n2), up(n2))), or the MoE */
 	memset(t->dn, 0, n * s->d * sizeof(float));
-	linear_bwd(t->dn, w->dgate, t->dg, b->n2, w->gate, (int)n, s->d, s->f);
-	linear_bwd(t->dn, w->dup, t->du, b->n2, w->up, (int)n, s->d, s->f);
+	if (w->moe) {
+		moe_bwd(s->moe, w->moe, b->moe, t->dn, dx, b->n2, s->scale);
+	} else {
+		memset(t->dh, 0, n * s->f * sizeof(float));
+		linear_bwd(t->dh, w->ddown, dx, b->h, w->down, (int)n, s->f, s->d);
+		memset(t->dg, 0, n * s->f * sizeof(float));
+		memset(t->du, 0, n * s->f * sizeof(float));
+		swiglu_bwd(t->dg, t->du, t->dh, b->g, b->u, n * s->f);
+		linear_bwd(t->dn, w->dgate, t->dg, b->n2, w->gate, (int)n, s->d, s->f);
+		linear_bwd(t->dn, w->dup, t->du, b->n2, w->up, (int)n, s->d, s->f);
+	}
 	rmsnorm_bwd(dx, w->dnorm2, t->dn, b->xmid, w->norm2, b->r2, (int)n, s->d); /* dx = d xmid */
 	/* attention: xmid = x + o_proj(attn(q, k, v)) */
 	memset(t->dattn, 0, n * hq * sizeof(float));
@@ -289,6 +346,24 @@ static const float *P(model *m, const char *fmt, int i, float **grad, int need_g
 
 /* tells grad_ready that the tensors FIRST .. LAST of block i (adjacent in
  * the table, so one range) are final */
+/* grads_layer_final() : the same for every tensor named PREFIX* (a layer's
+ * tensors are contiguous in the table, dense or MoE alike). */
+static void grads_layer_final(model *m, const char *prefix, int i)
+{
+	if (!m->grad_ready)
+		return;
+	char p[64];
+	snprintf(p, sizeof p, prefix, i);
+	size_t pl = strlen(p), lo = SIZE_MAX, hi = 0;
+	for (int k = 0; k < m->nt; k++)
+		if (!strncmp(m->t[k].name, p, pl)) {
+			lo = m->t[k].off < lo ? m->t[k].off : lo;
+			hi = m->t[k].off + m->t[k].n > hi ? m->t[k].off + m->t[k].n : hi;
+		}
+	if (lo < hi)
+		m->grad_ready(m->grad_ready_ctx, lo, hi - lo);
+}
+
 static void grads_final(model *m, const char *first, const char *last, int i)
 {
 	if (!m->grad_ready)
@@ -324,7 +399,33 @@ static block_w vit_w(model *m, int i, int g)
 	return w;
 }
 
-static block_w llm_w(model *m, int i, int g)
+/* the MoE mlp's weights of layer i into mw (moe_w_alloc'ed) */
+static void llm_moe_w(model *m, int i, int g, moe_w *mw)
+{
+	float *unused;
+	moe_w_alloc(mw, m->c.n_experts);
+	mw->router = P(m, "model.layers.%d.mlp.gate.weight", i, &mw->drouter, g);
+	mw->bias = P(m, "model.layers.%d.mlp.gate.e_score_correction_bias", i, &unused, 0);
+	if (m->c.shared_mlp > 0) {
+		mw->sgate = P(m, "model.layers.%d.mlp.shared_experts.gate_proj.weight", i, &mw->dsgate, g);
+		mw->sup = P(m, "model.layers.%d.mlp.shared_experts.up_proj.weight", i, &mw->dsup, g);
+		mw->sdown = P(m, "model.layers.%d.mlp.shared_experts.down_proj.weight", i, &mw->dsdown, g);
+	}
+	for (int j = 0; j < m->c.n_experts; j++) {
+		char name[64];
+		const char *kind[3] = {"gate_proj", "up_proj", "down_proj"};
+		const float **wp[3] = {&mw->gate[j], &mw->up[j], &mw->down[j]};
+		float **gp[3] = {&mw->dgate[j], &mw->dup[j], &mw->ddown[j]};
+		for (int q = 0; q < 3; q++) {
+			snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", i, j, kind[q]);
+			mtensor *t = model_tensor(m, name);
+			*wp[q] = m->params + t->off;
+			*gp[q] = g && (m->trainable & t->part) ? m->grads + t->off : NULL;
+		}
+	}
+}
+
+static block_w llm_w(model *m, int i, int g, moe_w *mw)
 {
 	block_w w = {0};
 	w.norm1 = P(m, "model.layers.%d.input_layernorm.weight", i, &w.dnorm1, g);
@@ -335,6 +436,11 @@ static block_w llm_w(model *m, int i, int g)
 	w.qn = P(m, "model.layers.%d.self_attn.q_norm.weight", i, &w.dqn, g);
 	w.kn = P(m, "model.layers.%d.self_attn.k_norm.weight", i, &w.dkn, g);
 	w.norm2 = P(m, "model.layers.%d.post_attention_layernorm.weight", i, &w.dnorm2, g);
+	if (model_is_moe(&m->c, i)) {
+		llm_moe_w(m, i, g, mw);
+		w.moe = mw;
+		return w;
+	}
 	w.gate = P(m, "model.layers.%d.mlp.gate_proj.weight", i, &w.dgate, g);
 	w.up = P(m, "model.layers.%d.mlp.up_proj.weight", i, &w.dup, g);
 	w.down = P(m, "model.layers.%d.mlp.down_proj.weight", i, &w.ddown, g);
@@ -400,7 +506,7 @@ static void act_layout(mact *a, const model_config *c, size_t n, size_t np, size
 	for (int l = 0; l < c->vit_layers; l++)
 		block_alloc(a, &a->vb[l], np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0);
 	for (int l = 0; l < c->layers; l++)
-		block_alloc(a, &a->lb[l], n, D, c->heads, c->kv_heads, dh, c->mlp, 1);
+		block_alloc(a, &a->lb[l], n, D, c->heads, c->kv_heads, dh, model_is_moe(c, l) ? 0 : c->mlp, 1);
 	a->patches = take(a, np * PATCH_IN);
 	a->vout = take(a, np * Dv);
 	a->mcat = take(a, nm * 4 * Dv);
@@ -462,6 +568,20 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	a->lseg = xcalloc(n + 1, sizeof *a->lseg);
 	a->target = xmalloc(n * sizeof *a->target);
 	a->pad_row = xmalloc((nm + 1) * sizeof *a->pad_row);
+	if (c->n_experts > 0) {
+		if (!a->moe) {
+			a->moe = xcalloc((size_t)c->layers, sizeof *a->moe);
+			a->load = xcalloc((size_t)c->layers * c->n_experts, sizeof *a->load);
+		}
+		memset(a->load, 0, (size_t)c->layers * c->n_experts * sizeof *a->load);
+		for (int l = 0; l < c->layers; l++)
+			if (model_is_moe(c, l)) {
+				if (!a->moe[l])
+					a->moe[l] = moe_act_new();
+				a->lb[l].moe = a->moe[l];
+				a->lb[l].mc.load = a->load + (size_t)l * c->n_experts;
+			}
+	}
 
 	/* ---- vision ---- */
 	int *prow = xmalloc((np + 1) * sizeof *prow), *pcol = xmalloc((np + 1) * sizeof *pcol);
@@ -503,7 +623,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 		linear_fwd(x, a->patches, pe, (int)np, PATCH_IN, Dv);
 		for (int l = 0; l < c->vit_layers; l++) {
 			block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
-					 a->vseg, a->nvseg};
+					 a->vseg, a->nvseg, NULL, 0};
 			block_w w = vit_w(m, l, 0);
 			block_fwd(&s, &w, &a->vb[l], l + 1 < c->vit_layers ? a->vb[l + 1].x : a->vout, tmp);
 		}
@@ -557,10 +677,28 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 			a->target[i] = ok ? (int32_t)b->ids[i + 1] : -1;
 			cnt += ok;
 		}
-	block_shape ls = {n, D, c->heads, c->kv_heads, dh, c->mlp, 1, c->norm_eps, a->lang, a->lseg, a->nlseg};
+	moe_shape ms = {D, c->n_experts, c->top_k, c->expert_mlp, c->shared_mlp, c->routed_scale, c->capacity,
+			c->balance_alpha};
+	block_shape ls = {n, D, c->heads, c->kv_heads, dh, c->mlp, 1, c->norm_eps, a->lang, a->lseg, a->nlseg, &ms,
+			  scale};
+	moe_w mw = {0};
+	m->moe.aux = 0;
+	m->moe.digest = 0;
 	for (int l = 0; l < c->layers; l++) {
-		block_w w = llm_w(m, l, 0);
+		block_w w = llm_w(m, l, 0, &mw);
 		block_fwd(&ls, &w, &a->lb[l], l + 1 < c->layers ? a->lb[l + 1].x : a->xf, tmp);
+		moe_w_free(&mw);
+		if (model_is_moe(c, l)) {
+			const moe_count *mc = &a->lb[l].mc;
+			m->moe.aux += mc->aux;
+			m->moe.digest = m->moe.digest * 0x100000001B3ull ^ mc->digest;
+			if (backward) {
+				m->moe.routed += mc->routed;
+				m->moe.dropped += mc->dropped;
+				for (int e = 0; e < c->n_experts; e++)
+					m->moe_load[(size_t)l * c->n_experts + e] += mc->load[e];
+			}
+		}
 	}
 	float *dnormf;
 	const float *wnf = P(m, "model.norm.weight", 0, &dnormf, gllm);
@@ -639,9 +777,10 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	bs.dattn = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
 	int into_vision = nm && (gproj || gvit);
 	for (int l = c->layers - 1; l >= 0; l--) {
-		block_w w = llm_w(m, l, 1);
+		block_w w = llm_w(m, l, 1, &mw);
 		block_bwd(&ls, &w, &a->lb[l], dx, &bs);
-		grads_final(m, "model.layers.%d.input_layernorm.weight", "model.layers.%d.mlp.down_proj.weight", l);
+		grads_layer_final(m, "model.layers.%d.", l);
+		moe_w_free(&mw);
 	}
 	/* the embedding rows; image rows go to the merger */
 	float *dmout = into_vision ? xmalloc(nm * D * sizeof *dmout) : NULL;
@@ -694,7 +833,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 			}
 			for (int l = c->vit_layers - 1; l >= 0; l--) {
 				block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
-						 a->vseg, a->nvseg};
+						 a->vseg, a->nvseg, NULL, 0};
 				block_w w = vit_w(m, l, 1);
 				block_bwd(&s, &w, &a->vb[l], dv, &bs);
 				grads_final(m, "visual.blocks.%d.norm1.weight", "visual.blocks.%d.mlp.down_proj.weight", l);
@@ -729,7 +868,10 @@ double model_flops(const model *m, const mbatch *b, int train)
 	double Dv = c->vit_dim, D = c->dim, dh = D / c->heads;
 	double vit = np * (PATCH_IN * Dv + c->vit_layers * (4 * Dv * Dv + 3 * Dv * c->vit_mlp));
 	double merger = np / 4 * (16 * Dv * Dv + 4 * Dv * D);
-	double llm = n * (c->layers * (D * dh * (c->heads * 2 + c->kv_heads * 2) + 3 * D * c->mlp) + D * c->vocab);
+	double llm = n * (c->layers * D * dh * (c->heads * 2 + c->kv_heads * 2) + D * c->vocab);
+	for (int l = 0; l < c->layers; l++) /* active parameters: router, shared, top_k experts */
+		llm += n * (model_is_moe(c, l) ? D * (c->n_experts + 3.0 * (c->shared_mlp + (double)c->top_k * c->expert_mlp))
+					       : 3 * D * c->mlp);
 	/* attention scores and values: per segment len^2 * dh * heads * 2 (x 1/2 causal) */
 	double att = 0, vatt = 0;
 	for (int k = 0; k < b->nimg; k++) {
@@ -770,12 +912,34 @@ void model_free(model *m)
 		free(m->act->lseg);
 		free(m->act->target);
 		free(m->act->pad_row);
+		for (int l = 0; m->act->moe && l < m->c.layers; l++)
+			moe_act_free(m->act->moe[l]);
+		free(m->act->moe);
+		free(m->act->load);
 		free(m->act);
 	}
 	free(m->t);
 	free(m->params);
 	free(m->grads);
+	free(m->moe_load);
 	free(m);
+}
+
+void model_moe_balance(model *m)
+{
+	const model_config *c = &m->c;
+	for (int l = 0; m->moe_load && l < c->layers; l++) {
+		uint64_t *load = m->moe_load + (size_t)l * c->n_experts;
+		if (model_is_moe(c, l) && (m->trainable & MPART_LLM)) {
+			mtensor *t = NULL;
+			char name[64];
+			snprintf(name, sizeof name, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+			t = model_tensor(m, name);
+			moe_bias_update(m->params + t->off, load, c->n_experts, c->bias_gamma);
+		}
+		memset(load, 0, (size_t)c->n_experts * sizeof *load);
+	}
+	m->moe.routed = m->moe.dropped = 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -783,7 +947,7 @@ void model_free(model *m)
 
 /* one new row (position pos) through the LLM, attending to the cache;
  * its keys and values are appended.  x [D] in, hidden [D] out. */
-static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc, int t, float *s)
+static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc, int t, float *s, moe_act *ma)
 {
 	const model_config *c = &m->c;
 	int D = c->dim, H = c->heads, Hkv = c->kv_heads, dh = D / H, F = c->mlp;
@@ -792,7 +956,8 @@ static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc,
 	      *ut = gt + F, *ht = ut + F, *sc = ht + F, r, ang[512];
 	rope_angles_1d(ang, &pos, 1, dh, c->rope_theta);
 	for (int l = 0; l < c->layers; l++) {
-		block_w w = llm_w(m, l, 0);
+		moe_w mw = {0};
+		block_w w = llm_w(m, l, 0, &mw);
 		rmsnorm_fwd(n1, &r, x, w.norm1, 1, D, c->norm_eps);
 		linear_fwd(q, n1, w.q, 1, D, hq);
 		linear_fwd(k, n1, w.k, 1, D, hkv);
@@ -828,10 +993,19 @@ static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc,
 		for (int i = 0; i < D; i++)
 			x[i] += tmp[i];
 		rmsnorm_fwd(n1, &r, x, w.norm2, 1, D, c->norm_eps);
-		linear_fwd(gt, n1, w.gate, 1, D, F);
-		linear_fwd(ut, n1, w.up, 1, D, F);
-		swiglu_fwd(ht, gt, ut, (size_t)F);
-		linear_fwd(tmp, ht, w.down, 1, F, D);
+		if (w.moe) {
+			/* one row, one segment: no capacity can bind */
+			moe_shape ms = {D, c->n_experts, c->top_k, c->expert_mlp, c->shared_mlp, c->routed_scale, 0, 0};
+			attn_seg one = {0, 1, 1};
+			moe_count mc = {0};
+			moe_fwd(&ms, w.moe, ma, tmp, n1, 1, &one, 1, &mc);
+			moe_w_free(&mw);
+		} else {
+			linear_fwd(gt, n1, w.gate, 1, D, F);
+			linear_fwd(ut, n1, w.up, 1, D, F);
+			swiglu_fwd(ht, gt, ut, (size_t)F);
+			linear_fwd(tmp, ht, w.down, 1, F, D);
+		}
 		for (int i = 0; i < D; i++)
 			x[i] += tmp[i];
 	}
@@ -911,6 +1085,7 @@ int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *
 	uint32_t pos = prompt->pos[n - 1];
 	uint64_t rng = seed;
 	float r;
+	moe_act *ma = c->n_experts > 0 ? moe_act_new() : NULL;
 	for (int t = n; *nout < max_new; t++) {
 		linear_fwd(logits, h, head, 1, D, c->vocab);
 		uint32_t tok = pick(logits, c->vocab, temperature, top_p, &rng);
@@ -921,7 +1096,7 @@ int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *
 		if (halt || *nout == max_new)
 			break;
 		memcpy(x, E + (size_t)tok * D, (size_t)D * sizeof *x);
-		decode_row(m, x, ++pos, kc, vc, t, s);
+		decode_row(m, x, ++pos, kc, vc, t, s, ma);
 		rmsnorm_fwd(h, &r, x, wnf, 1, D, c->norm_eps);
 	}
 	for (int l = 0; l < c->layers; l++) {
@@ -934,5 +1109,6 @@ int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *
 	free(h);
 	free(logits);
 	free(s);
+	moe_act_free(ma);
 	return 0;
 }

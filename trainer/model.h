@@ -31,6 +31,24 @@
  * -> D).  Then model.norm and the head: logits = x lm_head^T (lm_head =
  * embed_tokens when tied).  RMSNorm eps is norm_eps everywhere.
  *
+ * MoE.  With n_experts > 0, the mlp of LLM layers first_moe_layer and
+ * after is the mixture of experts of moe.h (DeepSeek-V3): a shared SwiGLU
+ * expert of shared_mlp (0: none) plus n_experts routed SwiGLU experts of
+ * expert_mlp, top_k of them per token chosen by sigmoid(router) + bias,
+ * gates the chosen scores normalized to sum 1, times routed_scale.  The
+ * routed rows are the rows in a segment (padding rows take the shared
+ * expert only), one model_step's rows at a time: capacity (0: none)
+ * limits each expert to ceil(capacity * T * top_k / n_experts) of the T
+ * routed rows of the step, in row order, and a "sequence" of the balance
+ * loss is a segment.  The balance term (moe.h: balance_alpha * segment
+ * length * sum_i f_i P_i, summed over segments and MoE layers) is added
+ * to the summed loss that the backward differentiates (so scaled alike),
+ * but not to *loss_sum, which stays the cross-entropy.  The bias is a
+ * buffer, not a parameter: no gradient, no optimizer; after each
+ * optimizer step model_moe_balance() moves it by bias_gamma toward equal
+ * load, the load being the choices of the backward steps since the last
+ * call.
+ *
  * Loss.  Position r predicts token r+1 of the same segment where
  * loss[r+1] == 1: cross-entropy summed over those and divided by their
  * count over the whole (global) batch.
@@ -53,7 +71,14 @@
  *              model.layers.I.mlp.{gate_proj,up_proj}.weight [F, D],
  *              .down_proj.weight [D, F];
  *              model.norm.weight [D]; lm_head.weight [V, D] unless tied.
- * Initialization: norms 1, biases 0, everything else normal(0, 0.02) from
+ *              MoE layers, instead of mlp.{gate,up,down}_proj (DeepSeek-V3's
+ *              names): model.layers.I.mlp.gate.weight [E, D] (the router),
+ *              .mlp.gate.e_score_correction_bias [E] (buffer),
+ *              .mlp.shared_experts.{gate_proj,up_proj}.weight [Fs, D],
+ *              .down_proj.weight [D, Fs] (when Fs > 0),
+ *              .mlp.experts.J.{gate_proj,up_proj}.weight [Fe, D],
+ *              .down_proj.weight [D, Fe], J < E.
+ * Initialization: norms 1, biases and buffers 0, everything else normal(0, 0.02) from
  * the seed.
  */
 #ifndef MVL_MODEL_H
@@ -71,10 +96,17 @@ typedef struct model_config {
 	float norm_eps, rope_theta, vit_rope_theta;
 	/* the preset's training shape (synthetic runs, defaults) */
 	int image, seq_len, batch;
+	/* MoE (see above); n_experts 0: every layer dense, the rest unused */
+	int n_experts, top_k, expert_mlp, shared_mlp, first_moe_layer;
+	float routed_scale, bias_gamma, balance_alpha, capacity;
 } model_config;
 
+/* model_is_moe() : whether LLM layer l has the MoE mlp */
+int model_is_moe(const model_config *c, int l);
+
 /* model_preset() : "tiny" or "small" (the sizes the benchmark compares
- * with PyTorch), or "micro" (for tests).  @return 0/-1. */
+ * with PyTorch), "micro" (for tests), "tiny-moe" (tiny with MoE layers of
+ * about tiny's active parameters per token) or "micro-moe".  @return 0/-1. */
 int model_preset(const char *name, model_config *c);
 
 /* parts, as a recipe names them */
@@ -87,7 +119,17 @@ typedef struct mtensor {
 	size_t off, n;     /* in floats, into params (and grads / m / v) */
 	int part;          /* MPART_* */
 	int no_decay;      /* norms, biases, embeddings: no weight decay unless asked */
+	int buffer;        /* saved, but no gradient (part 0: never trainable) */
 } mtensor;
+
+/* MoE accounting: routed / dropped / load add up over backward steps
+ * since the last model_moe_balance(); aux and digest are the last
+ * forward's (its balance term, a hash of its routing choices). */
+typedef struct moe_stats {
+	uint64_t routed, dropped;
+	double aux;
+	uint64_t digest;
+} moe_stats;
 
 typedef struct model {
 	model_config c;
@@ -107,6 +149,8 @@ typedef struct model {
 	 * final when model_step returns.  NULL: not called. */
 	void (*grad_ready)(void *ctx, size_t off, size_t n);
 	void *grad_ready_ctx;
+	moe_stats moe;
+	uint64_t *moe_load; /* [layers * n_experts]: choices per expert, as moe */
 } model;
 
 /* model_new() : the tensor table for c, parameters initialized from seed. */
@@ -152,9 +196,15 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
 		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err);
 
+/* model_moe_balance() : after an optimizer step: each MoE layer's bias
+ * moves by bias_gamma toward balance (moe_bias_update) when the LLM
+ * trains; then the load, routed and dropped counts restart at 0. */
+void model_moe_balance(model *m);
+
 /* model_flops() : multiply-adds x 2 of a forward over the batch (train 0),
  * or of a training step (train 1: the forward and the backward products
- * the trainable parts need; 3x the forward when everything trains). */
+ * the trainable parts need; 3x the forward when everything trains).  MoE
+ * layers count their active parameters: router, shared, top_k experts. */
 double model_flops(const model *m, const mbatch *b, int train);
 
 #endif

@@ -95,6 +95,18 @@ char *config_json(const model_config *c)
 			      c->vocab, "tied", c->tied, "norm_eps", (double)c->norm_eps, "rope_theta",
 			      (double)c->rope_theta, "vit_rope_theta", (double)c->vit_rope_theta, "image", c->image,
 			      "seq_len", c->seq_len, "batch", c->batch);
+	/* only MoE configs carry the MoE keys: dense checkpoints stay as they were */
+	if (c->n_experts > 0) {
+		json_object_set_new(j, "n_experts", json_integer(c->n_experts));
+		json_object_set_new(j, "top_k", json_integer(c->top_k));
+		json_object_set_new(j, "expert_mlp", json_integer(c->expert_mlp));
+		json_object_set_new(j, "shared_mlp", json_integer(c->shared_mlp));
+		json_object_set_new(j, "first_moe_layer", json_integer(c->first_moe_layer));
+		json_object_set_new(j, "routed_scale", json_real(c->routed_scale));
+		json_object_set_new(j, "bias_gamma", json_real(c->bias_gamma));
+		json_object_set_new(j, "balance_alpha", json_real(c->balance_alpha));
+		json_object_set_new(j, "capacity", json_real(c->capacity));
+	}
 	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	return s;
@@ -128,6 +140,32 @@ int config_parse(const char *text, model_config *c, mvl_err *err)
 	c->norm_eps = (float)json_number_value(json_object_get(j, "norm_eps"));
 	c->rope_theta = (float)json_number_value(json_object_get(j, "rope_theta"));
 	c->vit_rope_theta = (float)json_number_value(json_object_get(j, "vit_rope_theta"));
+	/* MoE keys: absent in dense configs */
+	struct {
+		const char *k;
+		int *v;
+		int lo;
+	} moe_ints[] = {{"n_experts", &c->n_experts, 0},   {"top_k", &c->top_k, 1},
+			{"expert_mlp", &c->expert_mlp, 1}, {"shared_mlp", &c->shared_mlp, 0},
+			{"first_moe_layer", &c->first_moe_layer, 0}};
+	c->n_experts = 0;
+	for (size_t i = 0; i < sizeof moe_ints / sizeof moe_ints[0] && rc == 0 && json_object_get(j, "n_experts"); i++) {
+		json_t *v = json_object_get(j, moe_ints[i].k);
+		if (!json_is_integer(v) || json_integer_value(v) < moe_ints[i].lo || json_integer_value(v) > (1 << 24))
+			rc = mvl_errf(err, "model config: '%s' missing or out of range", moe_ints[i].k);
+		else
+			*moe_ints[i].v = (int)json_integer_value(v);
+	}
+	if (c->n_experts > 0) {
+		c->routed_scale = (float)json_number_value(json_object_get(j, "routed_scale"));
+		c->bias_gamma = (float)json_number_value(json_object_get(j, "bias_gamma"));
+		c->balance_alpha = (float)json_number_value(json_object_get(j, "balance_alpha"));
+		c->capacity = (float)json_number_value(json_object_get(j, "capacity"));
+		if (rc == 0 && (c->top_k > c->n_experts || !(c->routed_scale > 0) || c->bias_gamma < 0 ||
+				c->balance_alpha < 0 || c->capacity < 0))
+			rc = mvl_errf(err, "model config: inconsistent MoE settings (top_k above n_experts, or a "
+					   "non-positive routed_scale, or a negative gamma, alpha or capacity)");
+	}
 	if (rc == 0 && (c->vit_dim % c->vit_heads || (c->vit_dim / c->vit_heads) % 4 || c->dim % c->heads ||
 			(c->dim / c->heads) % 2 || c->heads % c->kv_heads || !(c->norm_eps > 0) || !(c->rope_theta > 0) ||
 			!(c->vit_rope_theta > 0)))

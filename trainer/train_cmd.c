@@ -361,7 +361,7 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		buf_free(&p);
 	} else {
 		if (model_preset(o->preset, &c) != 0) {
-			mvl_errf(&err, "unknown preset '%s' (tiny, small, micro)", o->preset);
+			mvl_errf(&err, "unknown preset '%s' (tiny, small, micro, tiny-moe, micro-moe)", o->preset);
 			goto fail;
 		}
 		if (o->tied >= 0)
@@ -565,6 +565,10 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		}
 		if (dp)
 			ddp_gather_params(dp);
+		if (dp)
+			ddp_sum_moe_load(dp, m); /* every rank's biases follow the global load */
+		uint64_t routed = m->moe.routed, dropped = m->moe.dropped;
+		model_moe_balance(m); /* the selection biases follow this step's load */
 		double dt = now_sec() - t0, comm = d->comm_s - c0;
 		/* tokens of the global batch; MFU of this rank (flops are its own) */
 		double tps = (double)N * K * B * L / dt, mfu = flops / dt / peak;
@@ -577,11 +581,17 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		if (!o->quiet && lead) {
 			fprintf(stderr, "step %lld loss %.6f lr %.3e gnorm %.4f tok/s %.0f mfu %.1f%%", (long long)step, loss,
 				lr, gnorm, tps, 100 * mfu);
+			if (c.n_experts > 0)
+				fprintf(stderr, " dropped %llu/%llu", (unsigned long long)dropped, (unsigned long long)routed);
 			if (N > 1)
 				fprintf(stderr, " comm %.1f%%", 100 * comm / dt);
 			fputc('\n', stderr);
 		}
-		if (metrics)
+		if (metrics && c.n_experts > 0)
+			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f,"
+				"\"moe_dropped\":%llu,\"moe_routed\":%llu}\n",
+				(long long)step, loss, lr, gnorm, tps, mfu, (unsigned long long)dropped, (unsigned long long)routed);
+		else if (metrics)
 			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
 				(long long)step, loss, lr, gnorm, tps, mfu);
 		if (metrics)
@@ -653,7 +663,8 @@ int cmd_train(int argc, char **argv)
 {
 	train_opts o;
 	const opt_spec specs[] = {
-		{"preset", 0, OPT_CHOICE, &o.preset, "tiny", "tiny|small|micro", "model sizes (model.h; micro is for tests)"},
+		{"preset", 0, OPT_CHOICE, &o.preset, "tiny", "tiny|small|micro|tiny-moe|micro-moe",
+		 "model sizes (model.h; micro is for tests; -moe: MoE LLM layers)"},
 		{"synthetic", 0, OPT_FLAG, &o.synthetic, NULL, NULL,
 		 "random tokens and one image per sequence of the preset's shape (no data)"},
 		{"steps", 0, OPT_INT, &o.steps, "0", "N",

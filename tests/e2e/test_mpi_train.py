@@ -151,6 +151,24 @@ def _():
                  "final weights")
 
 
+@check("moe_two_ranks_equal_one_rank_grad_accum_2")
+def _():
+    # the experts' selection biases follow the load of the whole global
+    # batch: each rank must sum the load over the ranks, or the routings drift
+    a, b = S.dir("moe1x2"), S.dir("moe2x1")
+    base = ["train", "--preset", "micro-moe", "-q", "-j1", "--synthetic", "--steps", 6]
+    expect_rc(run([MVL] + [str(x) for x in base] + ["--grad-accum", "2", "-o", a]), 0)
+    expect_rc(run(MPI + [MVL] + [str(x) for x in base] + ["-o", b]), 0)
+    same_run(b, a, "MoE: 2 ranks x 1 against 1 rank x 2")
+    eq([(m["moe_routed"], m["moe_dropped"]) for m in metrics(b)],
+       [(m["moe_routed"], m["moe_dropped"]) for m in metrics(a)], "routed and dropped counts (global)")
+    ta, tb = tensors(os.path.join(ckpt(a, 6), "model.safetensors")), tensors(os.path.join(ckpt(b, 6), "model.safetensors"))
+    bias = [k for k in ta if k.endswith("e_score_correction_bias")]
+    expect(bias and any(np.abs(ta[k]).max() > 0 for k in bias), "the biases never moved: %r" % bias)
+    for k in bias:
+        expect(np.allclose(ta[k], tb[k], atol=1e-6), "%s differs: %r against %r" % (k, ta[k], tb[k]))
+
+
 @check("two_ranks_differ_from_one_rank_without_accum")
 def _():
     # the check above can fail: 2 ranks see twice the data of 1 rank x 1

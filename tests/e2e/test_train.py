@@ -332,6 +332,41 @@ def _():
     RUNS["full6"] = a
 
 
+@check("moe_preset_trains_resumes_bit_exact_and_averages")
+def _():
+    # micro-moe: DeepSeek-V3 names, the selection bias saved (not optimized),
+    # dropped tokens in the metrics, resume exact through the bias updates
+    a, r = S.dir("moe4"), S.dir("moe4r")
+    moe = lambda *args: mvl("train", "--preset", "micro-moe", "-q", J, "--synthetic", *args, timeout=120)
+    expect_rc(moe("--steps", 4, "--save-every", 2, "-o", a), 0)
+    st = model_file(ckpt(a, 4))
+    c = config_of(st)
+    eq((c.get("n_experts"), c.get("top_k")), (4, 2), "micro-moe config n_experts, top_k")
+    D, E, Fe, Fs = c["dim"], c["n_experts"], c["expert_mlp"], c["shared_mlp"]
+    for l in range(c["layers"]):
+        b = "model.layers.%d.mlp." % l
+        want = {b + "gate.weight": [E, D], b + "gate.e_score_correction_bias": [E],
+                b + "shared_experts.gate_proj.weight": [Fs, D], b + "shared_experts.down_proj.weight": [D, Fs],
+                b + "experts.%d.up_proj.weight" % (E - 1): [Fe, D], b + "experts.0.down_proj.weight": [D, Fe]}
+        for k, shape in want.items():
+            expect(k in st.t, "%s missing from the MoE checkpoint" % k)
+            eq(list(st.t[k].shape), shape, "shape of %s" % k)
+        expect(b + "gate_proj.weight" not in st.t, "a MoE layer also has a dense mlp")
+        bias = st.t[b + "gate.e_score_correction_bias"]
+        expect(np.abs(bias).max() > 0, "the selection bias never moved in 4 steps")
+        expect("m." + b + "gate.e_score_correction_bias" not in optim_file(ckpt(a, 4)).names,
+               "the selection bias has optimizer state")
+    mm = [m for m in metrics(a) if "loss" in m]
+    expect(all("moe_dropped" in m and m["moe_routed"] > 0 for m in mm), "metrics lack the MoE counts: %r" % mm[:1])
+    expect(all(math.isfinite(m["loss"]) for m in mm), "non-finite MoE losses")
+    expect_rc(moe("--steps", 4, "--save-every", 2, "--resume", ckpt(a, 2), "-o", r), 0)
+    expect(read(os.path.join(ckpt(r, 4), "model.safetensors")) == read(os.path.join(ckpt(a, 4), "model.safetensors")),
+           "MoE: final model.safetensors differ between the resumed and the uninterrupted run")
+    avg = os.path.join(S.dir("moeavg"), "avg.safetensors")
+    expect_rc(mvl("average", "-o", avg, ckpt(a, 2), ckpt(a, 4)), 0)
+    eq(sorted(StFile(avg).names), sorted(st.names), "tensors of the averaged MoE model")
+
+
 @check("resume_earlier_checkpoint_into_the_same_run_dir")
 def _():
     # rolling a run back: --resume RUN/step-3 -o RUN, where step-6 exists

@@ -71,6 +71,9 @@ INT_KEYS = ("vit_dim", "vit_layers", "vit_heads", "vit_mlp",
             "dim", "layers", "heads", "kv_heads", "mlp", "vocab", "tied")
 FLOAT_KEYS = ("norm_eps", "rope_theta", "vit_rope_theta")
 CONFIG_KEYS = INT_KEYS + FLOAT_KEYS
+# MoE (model.h "MoE", moe.h): present only when n_experts > 0
+MOE_INT_KEYS = ("n_experts", "top_k", "expert_mlp", "shared_mlp", "first_moe_layer")
+MOE_FLOAT_KEYS = ("routed_scale", "bias_gamma", "balance_alpha", "capacity")
 
 TOL_LOSS = 1e-4
 TOL_GRAD = 1e-3
@@ -147,6 +150,12 @@ def make_config(d):
         raise ValueError("config lacks %s" % ", ".join(missing))
     c = {k: int(d[k]) for k in INT_KEYS}
     c.update({k: float(np.float32(d[k])) for k in FLOAT_KEYS})
+    c["n_experts"] = int(d.get("n_experts", 0))
+    if c["n_experts"] > 0:
+        c.update({k: int(d[k]) for k in MOE_INT_KEYS})
+        c.update({k: float(np.float32(d[k])) for k in MOE_FLOAT_KEYS})
+        if not 1 <= c["top_k"] <= c["n_experts"]:
+            raise ValueError("top_k must be 1 .. n_experts")
     if c["vit_dim"] % c["vit_heads"] or (c["vit_dim"] // c["vit_heads"]) % 4:
         raise ValueError("vit_dim / vit_heads must be a multiple of 4 (2D rotary)")
     if c["dim"] % c["heads"] or (c["dim"] // c["heads"]) % 2 or c["heads"] % c["kv_heads"]:
@@ -469,12 +478,92 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+class MoELayer(DecoderLayer):
+    """A decoder layer whose mlp is the MoE: attention per sequence, the
+    MoE over the whole batch's rows at once (capacity is per batch)."""
+    def __init__(self, c):
+        super().__init__(c)
+        self.mlp = MoE(c)
+
+
+class Router(nn.Module):
+    """mlp.gate: weight [E, D] (no bias) and the selection-only buffer
+    e_score_correction_bias [E]."""
+    def __init__(self, d, experts):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(experts, d))
+        self.register_buffer("e_score_correction_bias", torch.zeros(experts))
+
+
+class MoE(nn.Module):
+    """DeepSeek-V3's FFN as model.h / moe.h state it: s = sigmoid(x gate^T);
+    the top_k experts by s + bias (lower index on ties); gates = chosen s
+    normalized to sum 1, times routed_scale; y = shared(x) + sum of the kept
+    gated experts.  Capacity: each expert keeps at most
+    ceil(capacity * T * top_k / E) assignments of the T routed rows, first in
+    row order then slot order.  Balance term per segment:
+    alpha * sum_rows sum_i f_i * s_i / sum_j s_j, f_i = E/(top_k T) * count."""
+    def __init__(self, c):
+        super().__init__()
+        d, self.E, self.k = c["dim"], c["n_experts"], c["top_k"]
+        self.scale, self.alpha, self.capacity = c["routed_scale"], c["balance_alpha"], c["capacity"]
+        self.gate = Router(d, self.E)
+        if c["shared_mlp"] > 0:
+            self.shared_experts = SwiGLU(d, c["shared_mlp"])
+        self.experts = nn.ModuleList(SwiGLU(d, c["expert_mlp"]) for _ in range(self.E))
+        self.aux = 0.0
+        self.load = torch.zeros(self.E, dtype=torch.int64)
+
+    def forward(self, x, rseg):
+        """x [n, D]; rseg: list, each row's segment index or -1 (not routed)."""
+        n = x.shape[0]
+        y = self.shared_experts(x) if hasattr(self, "shared_experts") else torch.zeros_like(x)
+        s = torch.sigmoid(F.linear(x, self.gate.weight))
+        pick = (s + self.gate.e_score_correction_bias).detach()
+        order = torch.sort(-pick, dim=1, stable=True).indices[:, :self.k]
+        rows = [t for t in range(n) if rseg[t] >= 0]
+        T = len(rows)
+        cap = math.ceil(self.capacity * T * self.k / self.E) if self.capacity > 0 else n * self.k + 1
+        used = [0] * self.E
+        self.load = torch.zeros(self.E, dtype=torch.int64)
+        self.dropped = 0
+        routed = []
+        for t in rows:
+            chosen = order[t].tolist()
+            ss = s[t, chosen]
+            g = self.scale * ss / ss.sum()
+            for j, e in enumerate(chosen):
+                self.load[e] += 1
+                if used[e] < cap:
+                    used[e] += 1
+                    routed.append((t, e, g[j]))
+                else:
+                    self.dropped += 1
+        adds = [torch.zeros_like(x[0]) for _ in range(n)]
+        for t, e, g in routed:
+            adds[t] = adds[t] + g * self.experts[e](x[t:t + 1])[0]
+        y = y + torch.stack(adds)
+        aux = x.new_zeros(())
+        if self.alpha > 0:
+            for q in sorted({r for r in rseg if r >= 0}):
+                qrows = [t for t in range(n) if rseg[t] == q]
+                cnt = torch.zeros(self.E, dtype=x.dtype)
+                for t in qrows:
+                    cnt[order[t]] += 1
+                f = self.E / (self.k * len(qrows)) * cnt
+                p = s[qrows] / s[qrows].sum(1, keepdim=True)
+                aux = aux + self.alpha * (p * f).sum()
+        self.aux = aux
+        return y
+
+
 class TextModel(nn.Module):
     """model.*: embed_tokens, layers, the final norm (lm_head lives beside it)."""
     def __init__(self, c):
         super().__init__()
         self.embed_tokens = nn.Embedding(c["vocab"], c["dim"])
-        self.layers = nn.ModuleList(DecoderLayer(c) for _ in range(c["layers"]))
+        moe = lambda l: c["n_experts"] > 0 and l >= c["first_moe_layer"]
+        self.layers = nn.ModuleList(MoELayer(c) if moe(l) else DecoderLayer(c) for l in range(c["layers"]))
         self.norm = RMSNorm(c["dim"], c["norm_eps"])
 
 
@@ -523,6 +612,9 @@ class MvlModel(nn.Module):
             x = x.index_put((torch.full_like(rows, im.seq), rows), v)
         dh = self.c["dim"] // self.c["heads"]
         idx = torch.arange(batch.L)
+        self.aux = x.new_zeros((), dtype=torch.float64)
+        if self.c["n_experts"] > 0:
+            return self._hidden_moe(batch, x, dh, idx)
         out = []
         for b in range(batch.B):   # sequences never see each other
             seg = batch.seg[b]
@@ -533,6 +625,43 @@ class MvlModel(nn.Module):
                 h = layer(h, ang, allowed)
             out.append(self.model.norm(h))
         return torch.stack(out)
+
+    def _hidden_moe(self, batch, x, dh, idx):
+        """hidden() layer by layer: attention per sequence, each MoE over all
+        B*L rows (row order = sequence-major), segments numbered in order."""
+        B, L = batch.B, batch.L
+        rseg, q = [], -1
+        for b in range(B):
+            for r in range(L):
+                sg = int(batch.seg[b, r])
+                if sg > 0 and (r == 0 or int(batch.seg[b, r - 1]) != sg):
+                    q += 1
+                rseg.append(q if sg > 0 else -1)
+        allowed = [(batch.seg[b][:, None] == batch.seg[b][None, :]) & (batch.seg[b][:, None] > 0)
+                   & (idx[None, :] <= idx[:, None]) for b in range(B)]
+        ang = [rope_angles_1d(batch.pos[b], dh, self.c["rope_theta"]) for b in range(B)]
+        h = x
+        for layer in self.model.layers:
+            h = torch.stack([h[b] + layer.self_attn(layer.input_layernorm(h[b]), ang[b], allowed[b])
+                             for b in range(B)])
+            flat = layer.post_attention_layernorm(h.reshape(B * L, -1))
+            if isinstance(layer.mlp, MoE):
+                h = h + layer.mlp(flat, rseg).reshape(B, L, -1)
+                self.aux = self.aux + layer.mlp.aux.to(torch.float64)
+            else:
+                h = h + layer.mlp(flat).reshape(B, L, -1)
+        return self.model.norm(h)
+
+    def moe_layers(self):
+        return [l.mlp for l in self.model.layers if isinstance(l.mlp, MoE)]
+
+    def balance(self):
+        """After an optimizer step: bias_i += gamma * sign(mean load - load_i)."""
+        with torch.no_grad():
+            for mo in self.moe_layers():
+                load = mo.load.to(torch.float64)
+                step = torch.sign(load.mean() - load).to(mo.gate.e_score_correction_bias.dtype)
+                mo.gate.e_score_correction_bias += step * np.float32(self.c["bias_gamma"])
 
     def forward(self, batch):
         h = self.hidden(batch)
@@ -564,6 +693,8 @@ def load_weights(model, tensors):
     with torch.no_grad():
         for k, p in model.named_parameters():
             p.copy_(torch.from_numpy(np.asarray(tensors[k])))
+        for k, p in model.named_buffers():       # the MoE selection biases
+            p.copy_(torch.from_numpy(np.asarray(tensors[k])))
 
 
 def adam_losses(model, batch, parts, steps, lr, beta1, beta2, eps, wd):
@@ -578,11 +709,13 @@ def adam_losses(model, batch, parts, steps, lr, beta1, beta2, eps, wd):
         loss_sum, count = model(batch)
         loss = loss_sum / count
         losses.append(float(loss))
-        loss.backward()
+        (loss + model.aux / count).backward()    # MoE: the balance term trains too
         for p in params:      # a tensor the batch does not reach still decays
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         opt.step()
+        if "llm" in parts:
+            model.balance()   # after the step, from the step's load
     return losses
 
 
@@ -658,7 +791,7 @@ def compare(d, report, dtype=torch.float32):
     try:
         loss_sum, count = model(batch)
         if trainable:
-            (loss_sum * float(rmeta["scale"])).backward()
+            ((loss_sum + model.aux) * float(rmeta["scale"])).backward()
     except Exception as e:
         report.check("parity forward", False, "%s: %s" % (type(e).__name__, e))
         return report
@@ -673,6 +806,16 @@ def compare(d, report, dtype=torch.float32):
         report.note("loss_sum C %.9g torch %.9g rel %.2e" % (c_loss, t_loss, e))
         report.check("parity loss", e <= TOL_LOSS, "C %.9g, torch %.9g, rel err %.2e" % (c_loss, t_loss, e))
 
+    if "aux_sum" in result:
+        c_aux, t_aux = float(result["aux_sum"].reshape(-1)[0]), float(model.aux)
+        e = abs(c_aux - t_aux) / max(abs(t_aux), 1e-8)
+        report.note("aux_sum C %.9g torch %.9g rel %.2e" % (c_aux, t_aux, e))
+        report.check("parity moe balance term", e <= TOL_LOSS and t_aux > 0,
+                     "C %.9g, torch %.9g, rel err %.2e" % (c_aux, t_aux, e))
+    if "dropped" in result:
+        c_drop = int(result["dropped"].reshape(-1)[0])
+        t_drop = sum(mo.dropped for mo in model.moe_layers())
+        report.check("parity moe dropped", c_drop == t_drop, "C %d, torch %d" % (c_drop, t_drop))
     params = dict(model.named_parameters())
     for n in trainable:
         g_c = result.get("grad." + n)
@@ -712,6 +855,13 @@ def compare(d, report, dtype=torch.float32):
             e = abs(float(c) - t) / max(abs(t), 1e-8)
             report.note("adam step %d: C %.9g torch %.9g rel %.2e" % (i, c, t, e))
             report.check("parity adam loss %d" % i, e <= TOL_ADAM, "C %.9g, torch %.9g, rel err %.2e" % (c, t, e))
+        for n, b in model.named_buffers():      # the selection biases after the steps' updates
+            c_b = result.get("after." + n)
+            if c_b is None:
+                report.check("parity bias after adam " + n, False, "missing from result")
+                continue
+            d = float(np.abs(c_b.astype(np.float64) - b.detach().to(torch.float64).numpy()).max())
+            report.check("parity bias after adam " + n, d <= 1e-6, "max abs diff %.3g" % d)
     return report
 
 

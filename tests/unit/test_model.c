@@ -70,7 +70,7 @@ static void make_batch(mbatch *b)
 
 static model_config micro(int tied)
 {
-	return (model_config){8, 1, 2, 12, 16, 2, 4, 2, 20, V, tied, 1e-6f, 1e4f, 1e4f, 56, L, B};
+	return (model_config){8, 1, 2, 12, 16, 2, 4, 2, 20, V, tied, 1e-6f, 1e4f, 1e4f, 56, L, B, .n_experts = 0};
 }
 
 static double loss_of(model *m, const mbatch *b)
@@ -199,11 +199,33 @@ static void bad_batches(void)
 	model_free(m);
 }
 
-/* writes what tests/parity/model.py compare reads */
-static void parity_dump(const char *dir)
+/* writes what tests/parity/model.py compare reads; moe: layer 1 is a
+ * MoE of 4 experts, top 2, with balance loss, capacity drops and
+ * selection biases that the AdamW steps update */
+static void parity_dump(const char *dir, int moe)
 {
 	model_config c = micro(0);
+	if (moe) {
+		c.n_experts = 4;
+		c.top_k = 2;
+		c.expert_mlp = 8;
+		c.shared_mlp = 12;
+		c.first_moe_layer = 1;
+		c.routed_scale = 2.5f;
+		c.bias_gamma = 1e-3f;
+		c.balance_alpha = 0.01f;
+		c.capacity = 0.75f;
+	}
 	model *m = model_new(&c, 11);
+	for (int i = 0; moe && i < m->nt; i++) {
+		mtensor *t = &m->t[i];
+		if (t->buffer)
+			for (size_t k = 0; k < t->n; k++)
+				m->params[t->off + k] = 0.004f * (float)(k % 3) - 0.004f;
+		else if (strstr(t->name, "mlp.gate.weight")) /* scores apart: no near-ties to split the sides */
+			for (size_t k = 0; k < t->n; k++)
+				m->params[t->off + k] *= 10.0f;
+	}
 	mbatch b;
 	make_batch(&b);
 	mkdir(dir, 0755);
@@ -247,17 +269,28 @@ static void parity_dump(const char *dir)
 	uint64_t cnt;
 	memset(m->grads, 0, m->nparams * sizeof *m->grads);
 	model_step(m, &b, 1, scale, &ls, &cnt, &err);
-	float lsf = (float)ls, cf = (float)cnt;
+	float lsf = (float)ls, cf = (float)cnt, auxf = (float)m->moe.aux, dropf = (float)m->moe.dropped;
 	int k = 0;
 	t[k++] = (st_tensor){"loss_sum", 1, {1}, &lsf};
 	t[k++] = (st_tensor){"count", 1, {1}, &cf};
+	if (moe) {
+		t[k++] = (st_tensor){"aux_sum", 1, {1}, &auxf};
+		t[k++] = (st_tensor){"dropped", 1, {1}, &dropf};
+	}
+	/* the load of that step does not count below: clear it, bias untouched */
+	int tr = m->trainable;
+	m->trainable = 0;
+	model_moe_balance(m);
+	m->trainable = tr;
 	char **gn = calloc((size_t)m->nt, sizeof *gn);
 	float *g0 = malloc(m->nparams * sizeof *g0); /* the Adam steps below reuse m->grads */
 	memcpy(g0, m->grads, m->nparams * sizeof *g0);
 	for (int i = 0; i < m->nt; i++) {
 		gn[i] = malloc(80);
-		snprintf(gn[i], 80, "grad.%s", m->t[i].name);
-		t[k++] = (st_tensor){gn[i], m->t[i].ndim, {m->t[i].shape[0], m->t[i].shape[1]}, g0 + m->t[i].off};
+		snprintf(gn[i], 80, "%s.%s", m->t[i].buffer ? "after" : "grad", m->t[i].name);
+		/* buffers: their value after the AdamW steps and bias updates */
+		t[k++] = (st_tensor){gn[i], m->t[i].ndim, {m->t[i].shape[0], m->t[i].shape[1]},
+				     (m->t[i].buffer ? m->params : g0) + m->t[i].off};
 	}
 	/* AdamW: 10 steps on the same batch, loss = loss_sum / count */
 	enum { K = 10 };
@@ -270,8 +303,10 @@ static void parity_dump(const char *dir)
 		al[s] = (float)(ls / (double)cnt);
 		o.t++;
 		for (int i = 0; i < m->nt; i++)
-			adamw_update(m->params + m->t[i].off, m->grads + m->t[i].off, o.m[i], o.v[i], m->t[i].n, 1e-3f, 0.9f,
-				     0.95f, 1e-8f, 0.1f, o.t);
+			if (o.m[i])
+				adamw_update(m->params + m->t[i].off, m->grads + m->t[i].off, o.m[i], o.v[i], m->t[i].n, 1e-3f,
+					     0.9f, 0.95f, 1e-8f, 0.1f, o.t);
+		model_moe_balance(m);
 	}
 	t[k++] = (st_tensor){"adam_losses", 1, {K}, al};
 	char sc[32];
@@ -339,6 +374,6 @@ int main(void)
 	kv_cache();
 	const char *dir = getenv("PARITY_DIR");
 	if (dir)
-		parity_dump(dir);
+		parity_dump(dir, getenv("PARITY_MOE") != NULL);
 	return check_done();
 }
