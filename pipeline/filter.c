@@ -25,13 +25,18 @@ typedef struct reason_n {
 	uint64_t n;
 } reason_n;
 
+typedef struct lang_n {
+	char code[8];
+	uint64_t n;
+} lang_n;
+
 typedef struct fstats {
 	uint64_t in, kept;
 	reason_n *r;
 	int nr, cap;
 	uint64_t words[NWORDS], chars[NCHARS], side[NSIDE], aspect[NASPECT];
 	uint64_t no_caption, no_image;
-	struct { char code[8]; uint64_t n; } lang[NLANG];
+	lang_n lang[NLANG];
 	int nlang;
 } fstats;
 
@@ -484,6 +489,22 @@ static json_t *hist_u(const unsigned *lo, const uint64_t *v, int n)
 	return a;
 }
 
+static int by_count(const void *a, const void *b)
+{
+	const reason_n *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->reason, y->reason);
+}
+
+static int by_lang_count(const void *a, const void *b)
+{
+	const lang_n *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->code, y->code);
+}
+
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err)
 {
@@ -493,6 +514,10 @@ int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t 
 	for (int i = 0; i < c->n; i++) {
 		fstats *st = &c->f[i].st;
 		json_t *drop = json_object();
+		/* most frequent first: the order threads (or ranks) first met the
+		 * reasons in is no property of the data */
+		if (st->nr > 1)
+			qsort(st->r, (size_t)st->nr, sizeof *st->r, by_count);
 		for (int k = 0; k < st->nr; k++) {
 			char full[96];
 			snprintf(full, sizeof full, "%s.%s", c->f[i].d->name, st->r[k].reason);
@@ -517,6 +542,7 @@ int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t 
 			}
 			json_object_set_new(h, "aspect_ratio", asp);
 			json_t *lang = json_object();
+			qsort(st->lang, (size_t)st->nlang, sizeof st->lang[0], by_lang_count);
 			for (int k = 0; k < st->nlang; k++)
 				json_object_set_new(lang, st->lang[k].code, json_integer((json_int_t)st->lang[k].n));
 			json_object_set_new(h, "language", lang);

@@ -163,9 +163,10 @@ def outcome(np_, cmd, inputs, d, extra=()):
     left = [f for f in os.listdir(d) + os.listdir(out) if "tmp" in f or "rank" in f]
     expect(not left, "np %d: leftovers %s" % (np_, left))
     with open(st) as f:
-        stats = json.load(f)
+        stats_text = f.read()
+    stats = json.loads(stats_text)
     sm = summary(type("R", (), {"errtext": err})())
-    return {"rc": rc, "samples": samples, "rejects": read_rejects(rj), "stats": stats,
+    return {"rc": rc, "samples": samples, "rejects": read_rejects(rj), "stats": stats, "stats_text": stats_text,
             "summary": sm["line"], "time": dt}
 
 
@@ -175,6 +176,7 @@ def same(base, got, what):
     expect(got["samples"] == base["samples"], what + ": kept sample bytes differ")
     eq(got["rejects"], base["rejects"], what + ": rejects TSV (key, source, reason, detail)")
     eq(got["stats"], base["stats"], what + ": stats JSON")
+    eq(got["stats_text"], base["stats_text"], what + ": stats JSON text (key order too)")
     eq(got["summary"], base["summary"], what + ": summary line")
 
 
