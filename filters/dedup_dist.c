@@ -8,6 +8,8 @@
 #include "minhash.h"
 #include "util.h"
 
+#include <xxhash.h>
+
 struct dedup_dist {
 	dd_conf c;
 	uint32_t n, cap;
@@ -27,30 +29,35 @@ typedef struct ex_rec {
 	uint32_t rank, idx, kind, pad;
 } ex_rec;
 
-/* one pHash band of a sample, to the band value's owner */
+/* one pHash band of a sample, to the band value's owner; cls names its
+ * class: the samples with the same hash and thumbnail, which match every
+ * other sample alike */
 typedef struct img_rec {
-	uint64_t hash;
+	uint64_t hash, cls[2];
 	uint32_t rank, idx, band, value;
 	uint8_t thumb[THUMB_BYTES];
 } img_rec;
 
-/* one LSH band of a caption, to its owner; the sketch follows */
+/* one LSH band of a caption, to its owner; the sketch follows; cls names
+ * the class of captions with the same sketch */
 typedef struct cap_rec {
-	uint64_t key;
+	uint64_t key, cls[2];
 	uint32_t rank, idx, band, pad;
 } cap_rec;
 
-/* owner -> rank 0: sample (rank, idx) holds an exact key shared with
- * others, the group naming that key (owner << 32 | number) */
+/* owner -> rank 0: sample (rank, idx) belongs to group g of its kind: an
+ * exact key held by several samples ({owner << 32 | number, 0}), or a near
+ * class with several members or with a neighbour */
 typedef struct member_rec {
 	uint32_t rank, idx, kind, pad;
-	uint64_t group;
+	uint64_t g[2];
 } member_rec;
 
-/* owner -> rank 0: sample i matches the earlier sample j (d: Hamming
- * bits; t: thumbnail distance, or the Jaccard of captions) */
+/* owner -> rank 0: near classes a and b match (d: Hamming bits; t:
+ * thumbnail distance, or the Jaccard of the captions); both ways alike */
 typedef struct edge_rec {
-	uint32_t irank, iidx, jrank, jidx, kind;
+	uint64_t a[2], b[2];
+	uint32_t kind;
 	int32_t d;
 	double t;
 } edge_rec;
@@ -160,35 +167,6 @@ static int cmp_ex(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int cmp_img(const void *a, const void *b)
-{
-	const img_rec *x = a, *y = b;
-	if (x->band != y->band)
-		return x->band < y->band ? -1 : 1;
-	if (x->value != y->value)
-		return x->value < y->value ? -1 : 1;
-	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* caption records are variable-length; sorted through an index */
-typedef struct cap_ref {
-	const cap_rec *r;
-} cap_ref;
-
-static int cmp_cap(const void *a, const void *b)
-{
-	const cap_rec *x = ((const cap_ref *)a)->r, *y = ((const cap_ref *)b)->r;
-	if (x->band != y->band)
-		return x->band < y->band ? -1 : 1;
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
-	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 static void exact_groups(const dist *d, ex_rec *r, size_t n, buf *members)
 {
 	qsort(r, n, sizeof *r, cmp_ex);
@@ -200,7 +178,7 @@ static void exact_groups(const dist *d, ex_rec *r, size_t n, buf *members)
 		if (j - i > 1) { /* a key nobody else holds decides nothing */
 			uint64_t g = (uint64_t)d->rank << 32 | groups++;
 			for (size_t k = i; k < j; k++) {
-				member_rec m = {r[k].rank, r[k].idx, r[k].kind, 0, g};
+				member_rec m = {r[k].rank, r[k].idx, r[k].kind, 0, {g, 0}};
 				buf_append(members, &m, sizeof m);
 			}
 		}
@@ -208,200 +186,263 @@ static void exact_groups(const dist *d, ex_rec *r, size_t n, buf *members)
 	}
 }
 
-static void image_pairs(const dedup_dist *x, img_rec *r, size_t n, buf *edges)
+/* Near keys, images and captions alike: a bucket holds the samples
+ * sharing one band; samples of one class (same hash and thumbnail, or same
+ * sketch) match everything alike, so pairs are verified class by class:
+ * the work and the report grow with the distinct entries of a bucket, not
+ * with its copies (a caption repeated 1000 times is one class). */
+typedef struct near_ref {
+	const uint64_t *cls;  /* [2] */
+	uint32_t rank, idx, band;
+	uint64_t bucket;      /* band value or LSH key */
+	const void *rec;
+} near_ref;
+
+static int cmp_near(const void *a, const void *b)
 {
-	qsort(r, n, sizeof *r, cmp_img);
-	int bands = x->c.img_bands;
-	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
-		while (j < n && r[j].band == r[i].band && r[j].value == r[i].value)
-			j++;
-		for (size_t q = i + 1; q < j; q++)
-			for (size_t p = i; p < q; p++) {
-				int dh = hamming64(r[p].hash, r[q].hash);
-				if (dh > x->c.max_hamming)
-					continue;
-				/* each pair once: at the first band the two share */
-				int earlier = 0;
-				for (uint32_t c = 0; c < r[i].band && !earlier; c++)
-					earlier = img_band_value(bands, r[p].hash, (int)c) ==
-						  img_band_value(bands, r[q].hash, (int)c);
-				if (earlier)
-					continue;
-				/* argument order as img_index_query: indexed, query */
-				double t = thumb_distance(r[p].thumb, r[q].thumb);
-				if (t > x->c.max_thumb)
-					continue;
-				edge_rec e = {r[q].rank, r[q].idx, r[p].rank, r[p].idx, DD_NEAR_IMAGE, dh, t};
-				buf_append(edges, &e, sizeof e);
-			}
-		i = j;
-	}
+	const near_ref *x = a, *y = b;
+	if (x->band != y->band)
+		return x->band < y->band ? -1 : 1;
+	if (x->bucket != y->bucket)
+		return x->bucket < y->bucket ? -1 : 1;
+	if (x->cls[0] != y->cls[0])
+		return x->cls[0] < y->cls[0] ? -1 : 1;
+	if (x->cls[1] != y->cls[1])
+		return x->cls[1] < y->cls[1] ? -1 : 1;
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static void caption_pairs(const dedup_dist *x, const uint8_t *data, size_t len, buf *edges)
+/* verify: 1 when p and q match and this band is the first they share (so
+ * each pair is reported once); *d and *t as edge_rec */
+typedef int (*near_verify)(const dedup_dist *x, const void *p, const void *q, uint32_t band, int *d,
+			   double *t);
+
+static int same_cls(const near_ref *a, const near_ref *b)
 {
-	size_t np = (size_t)x->c.num_perm, rows = (size_t)x->c.lsh_rows;
-	size_t rs = sizeof(cap_rec) + np * sizeof(uint32_t);
-	size_t n = len / rs;
-	cap_ref *ref = xmalloc((n ? n : 1) * sizeof *ref);
-	for (size_t i = 0; i < n; i++)
-		ref[i].r = (const cap_rec *)(data + i * rs);
-	qsort(ref, n, sizeof *ref, cmp_cap);
+	return a->cls[0] == b->cls[0] && a->cls[1] == b->cls[1];
+}
+
+static void member_of(buf *members, const near_ref *r, uint32_t kind)
+{
+	member_rec m = {r->rank, r->idx, kind, 0, {r->cls[0], r->cls[1]}};
+	buf_append(members, &m, sizeof m);
+}
+
+static void near_pairs(const dedup_dist *x, near_ref *r, size_t n, uint32_t kind, near_verify verify,
+		       buf *members, buf *edges)
+{
+	qsort(r, n, sizeof *r, cmp_near);
+	size_t *cs = xmalloc((n + 1) * sizeof *cs); /* class starts in a bucket */
 	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
-		while (j < n && ref[j].r->band == ref[i].r->band && ref[j].r->key == ref[i].r->key)
+		size_t j = i + 1, m = 0;
+		while (j < n && r[j].band == r[i].band && r[j].bucket == r[i].bucket)
 			j++;
-		for (size_t q = i + 1; q < j; q++)
-			for (size_t p = i; p < q; p++) {
-				const cap_rec *a = ref[p].r, *b = ref[q].r;
-				const uint32_t *sa = (const uint32_t *)(a + 1), *sb = (const uint32_t *)(b + 1);
-				int earlier = 0;
-				for (uint32_t c = 0; c < a->band && !earlier; c++)
-					earlier = !memcmp(sa + c * rows, sb + c * rows, rows * sizeof *sa);
-				if (earlier)
+		for (size_t k = i; k < j; k++)
+			if (k == i || !same_cls(&r[k], &r[k - 1]))
+				cs[m++] = k;
+		cs[m] = j;
+		/* every member sits in band 0's bucket: the members of a class
+		 * with copies are reported there, once */
+		for (size_t c = 0; r[i].band == 0 && c < m; c++)
+			if (cs[c + 1] - cs[c] > 1)
+				for (size_t k = cs[c]; k < cs[c + 1]; k++)
+					member_of(members, &r[k], kind);
+		for (size_t q = 1; q < m; q++)
+			for (size_t p = 0; p < q; p++) {
+				const near_ref *a = &r[cs[p]], *b = &r[cs[q]];
+				int d = 0;
+				double t = 0;
+				if (!verify(x, a->rec, b->rec, a->band, &d, &t))
 					continue;
-				double s = minhash_jaccard(sa, sb, x->c.num_perm);
-				if (s < x->c.jaccard)
-					continue;
-				edge_rec e = {b->rank, b->idx, a->rank, a->idx, DD_NEAR_CAPTION, 0, s};
+				edge_rec e = {{a->cls[0], a->cls[1]}, {b->cls[0], b->cls[1]}, kind, d, t};
 				buf_append(edges, &e, sizeof e);
+				/* a class of one is reported where it has a neighbour */
+				if (cs[p + 1] - cs[p] == 1)
+					member_of(members, a, kind);
+				if (cs[q + 1] - cs[q] == 1)
+					member_of(members, b, kind);
 			}
 		i = j;
 	}
+	free(cs);
+}
+
+static int verify_image(const dedup_dist *x, const void *p, const void *q, uint32_t band, int *d, double *t)
+{
+	const img_rec *a = p, *b = q;
+	*d = hamming64(a->hash, b->hash);
+	if (*d > x->c.max_hamming)
+		return 0;
+	for (uint32_t c = 0; c < band; c++)
+		if (img_band_value(x->c.img_bands, a->hash, (int)c) == img_band_value(x->c.img_bands, b->hash, (int)c))
+			return 0;
+	*t = thumb_distance(a->thumb, b->thumb); /* symmetric */
+	return *t <= x->c.max_thumb;
+}
+
+static int verify_caption(const dedup_dist *x, const void *p, const void *q, uint32_t band, int *d, double *t)
+{
+	const cap_rec *a = p, *b = q;
+	const uint32_t *sa = (const uint32_t *)(a + 1), *sb = (const uint32_t *)(b + 1);
+	size_t rows = (size_t)x->c.lsh_rows;
+	for (uint32_t c = 0; c < band; c++)
+		if (!memcmp(sa + c * rows, sb + c * rows, rows * sizeof *sa))
+			return 0;
+	*t = minhash_jaccard(sa, sb, x->c.num_perm);
+	return *t >= x->c.jaccard;
+}
+
+static void image_pairs(const dedup_dist *x, const img_rec *r, size_t n, buf *members, buf *edges)
+{
+	near_ref *ref = xmalloc((n ? n : 1) * sizeof *ref);
+	for (size_t i = 0; i < n; i++)
+		ref[i] = (near_ref){r[i].cls, r[i].rank, r[i].idx, r[i].band, r[i].value, &r[i]};
+	near_pairs(x, ref, n, DD_NEAR_IMAGE, verify_image, members, edges);
+	free(ref);
+}
+
+static void caption_pairs(const dedup_dist *x, const uint8_t *data, size_t len, buf *members, buf *edges)
+{
+	size_t rs = sizeof(cap_rec) + (size_t)x->c.num_perm * sizeof(uint32_t), n = len / rs;
+	near_ref *ref = xmalloc((n ? n : 1) * sizeof *ref);
+	for (size_t i = 0; i < n; i++) {
+		const cap_rec *r = (const cap_rec *)(data + i * rs);
+		ref[i] = (near_ref){r->cls, r->rank, r->idx, r->band, r->key, r};
+	}
+	near_pairs(x, ref, n, DD_NEAR_CAPTION, verify_caption, members, edges);
 	free(ref);
 }
 
 /* ---------------------------------------------------------------------- */
 /* step 2: rank 0 resolves in the global order */
 
-typedef struct resolver {
-	const uint64_t *off; /* first global number of each rank */
-	uint64_t *ids;       /* the samples with a match, sorted */
-	size_t nids;
-} resolver;
+static const uint64_t *sort_off; /* qsort has no context argument */
 
-static uint64_t gid(const resolver *z, uint32_t rank, uint32_t idx)
+static uint64_t gid_of(const member_rec *m)
 {
-	return z->off[rank] + idx;
+	return sort_off[m->rank] + m->idx;
 }
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static size_t slot(const resolver *z, uint64_t g)
-{
-	size_t lo = 0, hi = z->nids;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (z->ids[mid] < g)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static const resolver *sort_ctx; /* qsort has no context argument */
 
 static int cmp_member(const void *a, const void *b)
 {
 	const member_rec *x = a, *y = b;
-	uint64_t gx = gid(sort_ctx, x->rank, x->idx), gy = gid(sort_ctx, y->rank, y->idx);
+	uint64_t gx = gid_of(x), gy = gid_of(y);
 	if (gx != gy)
 		return gx < gy ? -1 : 1;
 	return x->kind < y->kind ? -1 : x->kind > y->kind;
 }
 
-static int cmp_edge(const void *a, const void *b)
+/* one direction of a class edge: from class `from` to its neighbour */
+typedef struct adj {
+	uint64_t from[2], to[2];
+	uint32_t kind;
+	int32_t d;
+	double t;
+} adj;
+
+static int cmp_adj(const void *a, const void *b)
 {
-	const edge_rec *x = a, *y = b;
-	uint64_t gx = gid(sort_ctx, x->irank, x->iidx), gy = gid(sort_ctx, y->irank, y->iidx);
-	return gx < gy ? -1 : gx > gy;
+	const adj *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->from[0] != y->from[0])
+		return x->from[0] < y->from[0] ? -1 : 1;
+	return x->from[1] < y->from[1] ? -1 : x->from[1] > y->from[1];
 }
 
-/* The verdicts for every rank, as verdict_rec blocks in rank order. */
-static void resolve(const dist *d, const uint64_t *off, member_rec *m, size_t nm, edge_rec *e,
+/* the neighbours of class g of kind: *n of them from the returned one */
+static const adj *neighbours(const adj *v, size_t nv, uint32_t kind, const uint64_t g[2], size_t *n)
+{
+	adj key = {{g[0], g[1]}, {0, 0}, kind, 0, 0};
+	size_t lo = 0, hi = nv;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (cmp_adj(&v[mid], &key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t e = lo;
+	while (e < nv && !cmp_adj(&v[e], &key))
+		e++;
+	*n = e - lo;
+	return v + lo;
+}
+
+/* The verdicts for every rank, as verdict_rec blocks in rank order:
+ * the single-process lookup, with "the kept samples" being the first kept
+ * member of each group or class so far. */
+static void resolve(const dist *d, const uint64_t *off, member_rec *m, size_t nm, const edge_rec *e,
 		    size_t ne, buf *out, size_t *counts)
 {
-	resolver z = {off, NULL, 0};
-	z.ids = xmalloc((nm + 2 * ne + 1) * sizeof *z.ids);
-	for (size_t i = 0; i < nm; i++)
-		z.ids[z.nids++] = gid(&z, m[i].rank, m[i].idx);
-	for (size_t i = 0; i < ne; i++) {
-		z.ids[z.nids++] = gid(&z, e[i].irank, e[i].iidx);
-		z.ids[z.nids++] = gid(&z, e[i].jrank, e[i].jidx);
-	}
-	qsort(z.ids, z.nids, sizeof *z.ids, cmp_u64);
-	size_t u = 0;
-	for (size_t i = 0; i < z.nids; i++)
-		if (!u || z.ids[u - 1] != z.ids[i])
-			z.ids[u++] = z.ids[i];
-	z.nids = u;
-	sort_ctx = &z;
+	sort_off = off;
 	qsort(m, nm, sizeof *m, cmp_member);
-	qsort(e, ne, sizeof *e, cmp_edge);
-	sort_ctx = NULL;
+	size_t u = 0; /* a sample is reported once per kind (near: maybe more) */
+	for (size_t i = 0; i < nm; i++)
+		if (!u || cmp_member(&m[u - 1], &m[i]))
+			m[u++] = m[i];
+	nm = u;
+	adj *v = xmalloc((2 * ne + 1) * sizeof *v);
+	for (size_t i = 0; i < ne; i++) {
+		v[2 * i] = (adj){{e[i].a[0], e[i].a[1]}, {e[i].b[0], e[i].b[1]}, e[i].kind, e[i].d, e[i].t};
+		v[2 * i + 1] = (adj){{e[i].b[0], e[i].b[1]}, {e[i].a[0], e[i].a[1]}, e[i].kind, e[i].d, e[i].t};
+	}
+	qsort(v, 2 * ne, sizeof *v, cmp_adj);
 
-	uint8_t *kept = xcalloc(z.nids ? z.nids : 1, 1);
-	uint64_t *kno = xmalloc((z.nids ? z.nids : 1) * sizeof *kno);
-	hset128 *claimed = hset128_new(); /* exact group -> slot of its kept sample */
+	hset128 *claimed[DD_KINDS]; /* group or class -> its first kept sample */
+	for (int k = 0; k < DD_KINDS; k++)
+		claimed[k] = hset128_new();
+	uint64_t *kno = xmalloc((nm + 1) * sizeof *kno); /* by sample slot */
 	buf *per = xcalloc((size_t)d->size, sizeof *per);
 	uint64_t ndrop = 0;
-	size_t mi = 0, ei = 0;
-	for (size_t s = 0; s < z.nids; s++) {
-		uint64_t g = z.ids[s];
-		size_t m0 = mi, e0 = ei;
-		while (mi < nm && gid(&z, m[mi].rank, m[mi].idx) == g)
-			mi++;
-		while (ei < ne && gid(&z, e[ei].irank, e[ei].iidx) == g)
-			ei++;
-		kno[s] = g - ndrop; /* every drop before g is a sample with a match */
+	uint32_t slot = 0;
+	for (size_t i = 0; i < nm; slot++) {
+		uint64_t g = gid_of(&m[i]);
+		size_t m0 = i;
+		while (i < nm && gid_of(&m[i]) == g)
+			i++;
+		kno[slot] = g - ndrop; /* every drop before g is a sample here */
 		int kind = -1;
 		uint64_t with = 0;
 		double dist = 0;
-		for (size_t k = m0; k < mi && kind < 0; k++) { /* sorted by kind */
-			int64_t v = hset128_find(claimed, m[k].group, 0);
-			if (v >= 0) {
-				kind = (int)m[k].kind;
-				with = kno[v];
-			}
-		}
-		if (kind < 0) { /* the nearest kept image: Hamming, thumbnail, earliest */
-			int bd = 65;
-			double bt = 0;
-			for (size_t k = e0; k < ei; k++) {
-				if (e[k].kind != DD_NEAR_IMAGE)
-					continue;
-				size_t j = slot(&z, gid(&z, e[k].jrank, e[k].jidx));
-				if (!kept[j])
-					continue;
-				if (kind < 0 || e[k].d < bd || (e[k].d == bd && e[k].t < bt) ||
-				    (e[k].d == bd && e[k].t == bt && kno[j] < with)) {
-					kind = DD_NEAR_IMAGE;
-					bd = e[k].d;
-					bt = e[k].t;
-					with = kno[j];
-					dist = bd;
+		for (size_t k = m0; k < i && kind < 0; k++) {
+			uint32_t mk = m[k].kind;
+			int64_t c = hset128_find(claimed[mk], m[k].g[0], m[k].g[1]);
+			if (mk < DD_NEAR_IMAGE) { /* exact kinds, in order */
+				if (c >= 0) {
+					kind = (int)mk;
+					with = kno[c];
 				}
+				continue;
 			}
-		}
-		if (kind < 0) { /* the most similar kept caption, earliest */
-			double bs = -1;
-			for (size_t k = e0; k < ei; k++) {
-				if (e[k].kind != DD_NEAR_CAPTION)
+			/* the same class first (distance 0, similarity 1), then its
+			 * neighbours; best by the index's own order */
+			size_t nn;
+			const adj *nb = neighbours(v, 2 * ne, mk, m[k].g, &nn);
+			int bd = 0;
+			double bt = 0;
+			for (size_t a = 0; a <= nn; a++) {
+				int64_t cc = a == 0 ? c : hset128_find(claimed[mk], nb[a - 1].to[0], nb[a - 1].to[1]);
+				if (cc < 0)
 					continue;
-				size_t j = slot(&z, gid(&z, e[k].jrank, e[k].jidx));
-				if (!kept[j])
-					continue;
-				if (e[k].t > bs || (e[k].t == bs && kno[j] < with)) {
-					kind = DD_NEAR_CAPTION;
-					bs = e[k].t;
-					with = kno[j];
-					dist = 1 - bs;
+				int dd = a == 0 ? 0 : nb[a - 1].d;
+				double tt = a == 0 ? (mk == DD_NEAR_IMAGE ? 0 : 1) : nb[a - 1].t;
+				uint64_t kn = kno[cc];
+				int better;
+				if (kind < 0)
+					better = 1;
+				else if (mk == DD_NEAR_IMAGE) /* Hamming, thumbnail, earliest */
+					better = dd < bd || (dd == bd && (tt < bt || (tt == bt && kn < with)));
+				else /* most similar, earliest */
+					better = tt > bt || (tt == bt && kn < with);
+				if (better) {
+					kind = (int)mk;
+					bd = dd;
+					bt = tt;
+					with = kn;
+					dist = mk == DD_NEAR_IMAGE ? dd : 1 - tt;
 				}
 			}
 		}
@@ -409,14 +450,13 @@ static void resolve(const dist *d, const uint64_t *off, member_rec *m, size_t nm
 			int r = d->size - 1;
 			while (off[r] > g)
 				r--;
-			verdict_rec v = {(uint32_t)(g - off[r]), (uint32_t)kind, with, dist};
-			buf_append(&per[r], &v, sizeof v);
+			verdict_rec vr = {(uint32_t)(g - off[r]), (uint32_t)kind, with, dist};
+			buf_append(&per[r], &vr, sizeof vr);
 			ndrop++;
 			continue;
 		}
-		kept[s] = 1;
-		for (size_t k = m0; k < mi; k++) /* first kept holder claims its key */
-			hset128_put(claimed, m[k].group, 0, (uint32_t)s);
+		for (size_t k = m0; k < i; k++) /* first kept member claims it */
+			hset128_put(claimed[m[k].kind], m[k].g[0], m[k].g[1], slot);
 	}
 	for (int r = 0; r < d->size; r++) {
 		counts[r] = per[r].len;
@@ -425,10 +465,11 @@ static void resolve(const dist *d, const uint64_t *off, member_rec *m, size_t nm
 		buf_free(&per[r]);
 	}
 	free(per);
-	hset128_free(claimed);
-	free(kept);
+	for (int k = 0; k < DD_KINDS; k++)
+		hset128_free(claimed[k]);
 	free(kno);
-	free(z.ids);
+	free(v);
+	sort_off = NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -452,16 +493,24 @@ int dedup_dist_decide(dedup_dist *x, const dist *d, mvl_err *err)
 		}
 		if (it->has & (1u << DD_NEAR_IMAGE))
 			for (int b = 0; b < x->c.img_bands; b++) {
-				img_rec r = {it->hash, (uint32_t)d->rank, i, (uint32_t)b,
+				img_rec r = {it->hash, {0, 0}, (uint32_t)d->rank, i, (uint32_t)b,
 					     img_band_value(x->c.img_bands, it->hash, b), {0}};
 				memcpy(r.thumb, it->thumb, THUMB_BYTES);
+				uint8_t id[8 + THUMB_BYTES]; /* the class: hash and thumbnail */
+				memcpy(id, &it->hash, 8);
+				memcpy(id + 8, it->thumb, THUMB_BYTES);
+				XXH128_hash_t h = XXH3_128bits(id, sizeof id);
+				r.cls[0] = h.low64;
+				r.cls[1] = h.high64;
 				uint64_t owner = mix64((uint64_t)b << 32 | r.value) % (uint64_t)nr;
 				buf_append(&im.to[owner], &r, sizeof r);
 			}
 		if (it->has & (1u << DD_NEAR_CAPTION)) {
 			const uint32_t *sk = x->sketch + (size_t)i * np;
+			XXH128_hash_t h = XXH3_128bits(sk, np * sizeof *sk);
 			for (int b = 0; b < x->c.lsh_bands; b++) {
-				cap_rec r = {lsh_band_key(sk, b, x->c.lsh_rows), (uint32_t)d->rank, i, (uint32_t)b, 0};
+				cap_rec r = {lsh_band_key(sk, b, x->c.lsh_rows), {h.low64, h.high64}, (uint32_t)d->rank, i,
+					     (uint32_t)b, 0};
 				uint64_t owner = mix64(r.key ^ (uint64_t)b) % (uint64_t)nr;
 				buf_append(&cp.to[owner], &r, sizeof r);
 				buf_append(&cp.to[owner], sk, np * sizeof *sk);
@@ -477,8 +526,8 @@ int dedup_dist_decide(dedup_dist *x, const dist *d, mvl_err *err)
 	    outbox_send(&cp, d, &rcp, &ncp, err) != 0)
 		goto out;
 	exact_groups(d, rex, nex / sizeof(ex_rec), &members);
-	image_pairs(x, rim, nim / sizeof(img_rec), &edges);
-	caption_pairs(x, rcp, ncp - ncp % crs, &edges);
+	image_pairs(x, rim, nim / sizeof(img_rec), &members, &edges);
+	caption_pairs(x, rcp, ncp - ncp % crs, &members, &edges);
 	if (dist_gatherv(d, members.data, members.len, &rm, cm, err) != 0 ||
 	    dist_gatherv(d, edges.data, edges.len, &re, ce, err) != 0)
 		goto out;

@@ -10,15 +10,18 @@
  *   1. find the candidate matches, distributed: every rank sends each of
  *      its samples' index keys (exact hashes; pHash bands with the hash
  *      and thumbnail; MinHash LSH band keys with the sketch) to the rank
- *      that owns that key (key mod ranks), with MPI_Alltoallv.  An owner
- *      sees every sample holding its keys, groups equal exact hashes and
- *      verifies near pairs sharing a band (hamming, thumbnail, Jaccard:
- *      the single-process thresholds), and reports groups and verified
- *      pairs (later <- earlier, in the global order: rank, then input).
+ *      that owns that key (a hash of it mod ranks), with MPI_Alltoallv.
+ *      An owner sees every sample holding its keys, groups equal exact
+ *      hashes, and verifies near pairs sharing a band (Hamming, thumbnail,
+ *      Jaccard: the single-process thresholds) class by class (samples
+ *      with the same hash and thumbnail, or the same sketch, match alike),
+ *      and reports the groups, the classes' members and the matching
+ *      class pairs to rank 0.
  *   2. resolve, on rank 0: walk the samples in the global order once,
- *      applying the single-process lookup to the reported matches of the
- *      samples kept so far (exact kinds in their order, then the nearest
- *      image, then the most similar caption; ties to the earliest kept).
+ *      applying the single-process lookup to the samples kept so far,
+ *      each group and class standing for its first kept member (exact
+ *      kinds in their order, then the nearest image, then the most
+ *      similar caption; ties to the earliest kept).
  *      Only samples with a match cost anything there.  The verdicts go back
  *      to their ranks (MPI_Scatterv).
  *
