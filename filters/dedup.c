@@ -944,6 +944,9 @@ const filter_def filter_dedup = {
 	"index (48-byte thumbnail, 4 bands x 12 bytes of inline hash and id) plus\n"
 	"about 40 for the exact-hash set; 4 * num_perm + 12 * bands bytes per kept\n"
 	"caption with near_caption.  Must come last in a filter chain.\n"
+	"Under mpirun (-np N, -o shards) the inputs are split across the ranks and the\n"
+	"result is that of one process (filters/dedup_dist.h); build_index and\n"
+	"clusters run without mpirun.\n"
 	"Details, thresholds and how they were chosen: filters/README.md.\n",
 	dedup_opts,
 	sizeof(dedup_conf),

@@ -237,6 +237,16 @@ def _():
     compare("reversed", ["filter", CHAIN], INPUTS[::-1])
 
 
+@check("mpi_dedup_against_eval_same_as_one_process")
+def _():
+    # decontamination is decided on each rank against its own copy of the
+    # eval set; the shard used as eval set is rank 1's
+    def some_contaminated(base):
+        n = sum(1 for r in base["rejects"] if r[2] == "dedup.contaminated")
+        expect(n >= 5, "only %d contaminated drops" % n)
+    compare("against", ["dedup", "--against", INPUTS[4]], INPUTS, nps=(2,), expect_base=some_contaminated)
+
+
 @check("mpi_filter_without_dedup_same_as_one_process")
 def _():
     compare("nodedup", ["filter", "clean,capfilter:min_words=3"], INPUTS, nps=(2,))
