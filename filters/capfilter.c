@@ -647,4 +647,6 @@ const filter_def filter_capfilter = {
 	NULL,
 	NULL,
 	NULL,
+	NULL, /* runs on any rank as it is: no dist_start */
+	NULL,
 };

@@ -568,4 +568,6 @@ const filter_def filter_clean = {
 	NULL,
 	NULL,
 	NULL,
+	NULL, /* runs on any rank as it is: no dist_start */
+	NULL,
 };

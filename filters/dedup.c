@@ -17,6 +17,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "dedup_dist.h"
 #include "dedup_index.h"
 #include "filter.h"
 #include "image.h"
@@ -142,7 +143,23 @@ typedef struct dedup_state {
 	uint32_t nkept, capkeys;
 	drop_rec *drops;
 	size_t ndrops, capdrops;
+	/* split across ranks (dedup_dist.h): pass 1 collects, pass 2 replays;
+	 * per sample reaching ordered(): its dedup_dist number (or NOT_DD when
+	 * the eval set matched it) and its key's hash, so pass 2 can check it
+	 * sees the same samples */
+	int dmode;
+	const dist *d;
+	dedup_dist *dd;
+	uint32_t nseq, capseq, replay;
+	uint32_t *seq_dd;
+	uint64_t *seq_key;
+	uint8_t *seq_why; /* the eval match's reason code */
+	float *seq_dist;
+	int replay_mismatch;
 } dedup_state;
+
+enum { DM_SINGLE, DM_COLLECT, DM_REPLAY };
+#define NOT_DD UINT32_MAX
 
 typedef struct dedup_tls {
 	img_ctx *ic;
@@ -293,7 +310,7 @@ static int dedup_apply(const void *state, void *tls, sample *s, reject_info *rj)
 {
 	const dedup_state *st = state;
 	dedup_aux *a = (dedup_aux *)s->aux;
-	if (st->drop) { /* --index: the decisions are made already */
+	if (st->drop || st->dmode == DM_REPLAY) { /* the decisions are made already */
 		a->flags = 0;
 		return 0;
 	}
@@ -443,12 +460,90 @@ static int build_ordered(dedup_state *st, sample *s, const dedup_aux *a)
 	return 0;
 }
 
+/* pass 1 of a split run: the eval check is local; the rest is recorded */
+static int collect_ordered(dedup_state *st, const sample *s, const dedup_aux *a)
+{
+	const dedup_conf *c = &st->c;
+	if (st->nseq == st->capseq) {
+		st->capseq = st->capseq ? st->capseq * 2 : 1024;
+		st->seq_dd = xrealloc(st->seq_dd, st->capseq * sizeof *st->seq_dd);
+		st->seq_key = xrealloc(st->seq_key, st->capseq * sizeof *st->seq_key);
+		st->seq_why = xrealloc(st->seq_why, st->capseq);
+		st->seq_dist = xrealloc(st->seq_dist, st->capseq * sizeof *st->seq_dist);
+	}
+	uint32_t i = st->nseq++;
+	st->seq_key[i] = XXH3_64bits(s->key, strlen(s->key));
+	const char *reason;
+	double dist;
+	if (st->has_eval && lookup(st, &st->eval, a, &reason, &dist) >= 0) {
+		st->seq_dd[i] = NOT_DD;
+		st->seq_why[i] = reason_code(reason);
+		st->seq_dist[i] = (float)dist;
+		return 0;
+	}
+	/* the conditions of insert(): what the single-process index holds */
+	dd_item it = {0};
+	if ((a->flags & HAS_IMG) && c->exact_image) {
+		it.has |= 1u << DD_EXACT_IMAGE;
+		memcpy(it.exact[DD_EXACT_IMAGE], a->img, sizeof a->img);
+	}
+	if ((a->flags & HAS_PIX) && c->exact_pixels) {
+		it.has |= 1u << DD_EXACT_PIXELS;
+		memcpy(it.exact[DD_EXACT_PIXELS], a->pix, sizeof a->pix);
+	}
+	if ((a->flags & HAS_IMG) && (a->flags & HAS_CAP) && c->exact_pair) {
+		it.has |= 1u << DD_EXACT_PAIR;
+		pair_hash(a, it.exact[DD_EXACT_PAIR]);
+	}
+	if ((a->flags & HAS_CAP) && c->exact_caption) {
+		it.has |= 1u << DD_EXACT_CAPTION;
+		memcpy(it.exact[DD_EXACT_CAPTION], a->cap, sizeof a->cap);
+	}
+	if ((a->flags & HAS_SIG) && c->near_image) {
+		it.has |= 1u << DD_NEAR_IMAGE;
+		it.hash = strcmp(c->hash, "dhash") ? a->sig.phash : a->sig.dhash;
+		memcpy(it.thumb, a->sig.thumb, THUMB_BYTES);
+	}
+	if ((a->flags & HAS_SKETCH) && c->near_caption)
+		it.has |= 1u << DD_NEAR_CAPTION;
+	st->seq_dd[i] = dedup_dist_add(st->dd, &it, a->sketch);
+	return 0;
+}
+
+static const char *const dd_reasons[DD_KINDS] = {
+	"exact_image", "exact_image", "exact_pair", "exact_caption", "near_image", "near_caption",
+};
+
+/* pass 2 of a split run: the verdicts, in the order pass 1 saw them */
+static int replay_ordered(dedup_state *st, const sample *s, reject_info *rj)
+{
+	uint32_t i = st->replay++;
+	if (i >= st->nseq || st->seq_key[i] != XXH3_64bits(s->key, strlen(s->key))) {
+		st->replay_mismatch = 1; /* reported by finish: the run fails */
+		return 0;
+	}
+	if (st->seq_dd[i] == NOT_DD)
+		return reject_set(rj, "contaminated", "%s of an eval sample (distance %g)",
+				  reason_names[st->seq_why[i]], (double)st->seq_dist[i]);
+	uint64_t kept;
+	double dist;
+	int kind = dedup_dist_verdict(st->dd, st->seq_dd[i], &kept, &dist);
+	if (kind < 0)
+		return 0;
+	return reject_set(rj, dd_reasons[kind], "duplicate of kept sample #%lld (distance %g)",
+			  (long long)kept, dist);
+}
+
 static int dedup_ordered(void *state, sample *s, reject_info *rj)
 {
 	dedup_state *st = state;
 	const dedup_aux *a = (const dedup_aux *)s->aux;
 	const char *reason;
 	double dist;
+	if (st->dmode == DM_COLLECT)
+		return collect_ordered(st, s, a);
+	if (st->dmode == DM_REPLAY)
+		return replay_ordered(st, s, rj);
 	if (st->drop) {
 		XXH128_hash_t h = XXH3_128bits(s->key, strlen(s->key));
 		int64_t e = hset128_find(st->drop, h.low64, h.high64);
@@ -673,6 +768,11 @@ static void dedup_close(void *state)
 	free(st->drop_winner);
 	free(st->drop_why);
 	free(st->drop_dist);
+	dedup_dist_free(st->dd);
+	free(st->seq_dd);
+	free(st->seq_key);
+	free(st->seq_why);
+	free(st->seq_dist);
 	free(st);
 }
 
@@ -765,6 +865,13 @@ static int by_kept(const void *x, const void *y)
 static int dedup_finish(void *state, mvl_err *err)
 {
 	dedup_state *st = state;
+	if (st->replay_mismatch)
+		return mvl_errf(err, "the inputs changed between the two passes of a distributed run "
+				     "(pass 2 saw %u samples reach dedup, pass 1 %u, or other keys)",
+				st->replay, st->nseq);
+	if (st->dmode == DM_REPLAY && st->replay != st->nseq)
+		return mvl_errf(err, "the inputs changed between the two passes of a distributed run "
+				     "(pass 1 saw %u samples reach dedup, pass 2 %u)", st->nseq, st->replay);
 	if (st->c.build_index && write_index(st, err) != 0)
 		return -1;
 	if (!st->c.clusters)
@@ -792,6 +899,38 @@ static int dedup_finish(void *state, mvl_err *err)
 	return atomic_file_commit(&af, err);
 }
 
+/* A split run (mpirun): --index drops by key, the same on any rank, so it
+ * needs nothing; the rest goes through dedup_dist.h. */
+static int dedup_dist_start(void *state, const dist *d, mvl_err *err)
+{
+	dedup_state *st = state;
+	if (st->c.build_index)
+		return mvl_errf(err, "build_index reads every input in one process: run it without mpirun");
+	if (st->c.clusters)
+		return mvl_errf(err, "clusters is written by one process: run it without mpirun");
+	if (st->drop)
+		return 0;
+	const dedup_conf *c = &st->c;
+	dd_conf dc = {c->bands, c->max_hamming, c->max_thumb, c->num_perm, st->lsh_bands, st->lsh_rows,
+		      c->jaccard};
+	st->dd = dedup_dist_new(&dc);
+	st->d = d;
+	st->dmode = DM_COLLECT;
+	return 0;
+}
+
+static int dedup_dist_exchange(void *state, mvl_err *err)
+{
+	dedup_state *st = state;
+	if (st->dmode != DM_COLLECT)
+		return 0;
+	if (dedup_dist_decide(st->dd, st->d, err) != 0)
+		return -1;
+	st->dmode = DM_REPLAY;
+	st->replay = 0;
+	return 0;
+}
+
 const filter_def filter_dedup = {
 	"dedup",
 	"Drop exact and near duplicates: image bytes, pixels, perceptual hash with a\n"
@@ -805,6 +944,9 @@ const filter_def filter_dedup = {
 	"index (48-byte thumbnail, 4 bands x 12 bytes of inline hash and id) plus\n"
 	"about 40 for the exact-hash set; 4 * num_perm + 12 * bands bytes per kept\n"
 	"caption with near_caption.  Must come last in a filter chain.\n"
+	"Under mpirun (-np N, -o shards) the inputs are split across the ranks and the\n"
+	"result is that of one process (filters/dedup_dist.h); build_index and\n"
+	"clusters run without mpirun.\n"
 	"Details, thresholds and how they were chosen: filters/README.md.\n",
 	dedup_opts,
 	sizeof(dedup_conf),
@@ -816,4 +958,6 @@ const filter_def filter_dedup = {
 	dedup_ordered,
 	dedup_finish,
 	dedup_no_output,
+	dedup_dist_start,
+	dedup_dist_exchange,
 };

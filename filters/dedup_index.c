@@ -229,6 +229,17 @@ size_t img_index_bytes(const img_index *x)
 	return b + x->bucket_bytes + (size_t)x->nch * sizeof(chunk) + x->capch * sizeof(chunk *);
 }
 
+uint32_t img_band_value(int bands, uint64_t hash, int b)
+{
+	/* the layout of img_index_new: widest bands first, from the top bit */
+	int pos = 64, w = 0;
+	for (int c = 0; c <= b; c++) {
+		w = 64 / bands + (c < 64 % bands);
+		pos -= w;
+	}
+	return (uint32_t)((hash >> pos) & ((1ull << w) - 1));
+}
+
 uint32_t img_index_size(const img_index *x)
 {
 	return x->n;

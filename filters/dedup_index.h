@@ -42,6 +42,9 @@ uint32_t img_index_add(img_index *x, uint64_t hash, const uint8_t thumb[THUMB_BY
 int64_t img_index_query(const img_index *x, uint64_t hash, const uint8_t thumb[THUMB_BYTES],
 			int max_hamming, double max_thumb, int *dist, double *tdist);
 size_t img_index_bytes(const img_index *x);
+/* img_band_value() : band b of hash in an index of `bands` bands (the
+ * value entries are chained under); pairs sharing one are candidates. */
+uint32_t img_band_value(int bands, uint64_t hash, int b);
 uint32_t img_index_size(const img_index *x);
 
 /* ---- near captions ---- */

@@ -165,4 +165,6 @@ const filter_def filter_imgfilter = {
 	NULL,
 	NULL,
 	NULL,
+	NULL, /* runs on any rank as it is: no dist_start */
+	NULL,
 };

@@ -88,4 +88,6 @@ const filter_def filter_pairscore = {
 	NULL,
 	NULL,
 	NULL,
+	NULL, /* runs on any rank as it is: no dist_start */
+	NULL,
 };

@@ -53,5 +53,37 @@ int dist_local_size(void);
  * process).  MPI's errors are fatal, so there is no error to return. */
 void dist_sum_u64(dist *d, uint64_t *x, int n);
 void dist_sum_f64(dist *d, double *x, int n);
+/* ---- collectives (every rank calls them, in the same order) ----
+ * Byte messages: MPI counts are ints, so one rank sends or receives at
+ * most 2 GiB per call; more is an error, not a silent truncation.  On a
+ * group of one they are plain copies. */
+
+/* dist_barrier() : waits for every rank. */
+void dist_barrier(const dist *d);
+
+/* dist_allgather_u64() : out[r] = the v of rank r (out: size entries). */
+void dist_allgather_u64(const dist *d, uint64_t v, uint64_t *out);
+
+/* dist_max_int() : the largest v over the ranks, on every rank. */
+int dist_max_int(const dist *d, int v);
+
+/* dist_alltoallv() : rank r sends send[off..off+counts[q]) to each rank q
+ * (blocks in rank order); *recv gets what every rank sent to r, in rank
+ * order, rcounts[q] bytes from q (malloc'd; free it).
+ * @return 0, or -1 with *err when a message passes the int limit */
+int dist_alltoallv(const dist *d, const void *send, const size_t *counts, void **recv,
+		   size_t *rcounts, mvl_err *err);
+
+/* dist_gatherv() : every rank's n bytes to rank 0: *recv (malloc'd, rank
+ * order) and rcounts[q] there; other ranks get *recv NULL.
+ * @return 0 or -1 with *err */
+int dist_gatherv(const dist *d, const void *send, size_t n, void **recv, size_t *rcounts,
+		 mvl_err *err);
+
+/* dist_scatterv() : rank 0 sends counts[q] bytes of send (blocks in rank
+ * order) to each rank q; *recv (malloc'd) and *n get this rank's block.
+ * send and counts matter on rank 0 only.  @return 0 or -1 with *err */
+int dist_scatterv(const dist *d, const void *send, const size_t *counts, void **recv, size_t *n,
+		  mvl_err *err);
 
 #endif

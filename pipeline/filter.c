@@ -25,13 +25,18 @@ typedef struct reason_n {
 	uint64_t n;
 } reason_n;
 
+typedef struct lang_n {
+	char code[8];
+	uint64_t n;
+} lang_n;
+
 typedef struct fstats {
 	uint64_t in, kept;
 	reason_n *r;
 	int nr, cap;
 	uint64_t words[NWORDS], chars[NCHARS], side[NSIDE], aspect[NASPECT];
 	uint64_t no_caption, no_image;
-	struct { char code[8]; uint64_t n; } lang[NLANG];
+	lang_n lang[NLANG];
 	int nlang;
 } fstats;
 
@@ -484,6 +489,22 @@ static json_t *hist_u(const unsigned *lo, const uint64_t *v, int n)
 	return a;
 }
 
+static int by_count(const void *a, const void *b)
+{
+	const reason_n *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->reason, y->reason);
+}
+
+static int by_lang_count(const void *a, const void *b)
+{
+	const lang_n *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->code, y->code);
+}
+
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err)
 {
@@ -493,6 +514,10 @@ int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t 
 	for (int i = 0; i < c->n; i++) {
 		fstats *st = &c->f[i].st;
 		json_t *drop = json_object();
+		/* most frequent first: the order threads (or ranks) first met the
+		 * reasons in is no property of the data */
+		if (st->nr > 1)
+			qsort(st->r, (size_t)st->nr, sizeof *st->r, by_count);
 		for (int k = 0; k < st->nr; k++) {
 			char full[96];
 			snprintf(full, sizeof full, "%s.%s", c->f[i].d->name, st->r[k].reason);
@@ -517,6 +542,7 @@ int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t 
 			}
 			json_object_set_new(h, "aspect_ratio", asp);
 			json_t *lang = json_object();
+			qsort(st->lang, (size_t)st->nlang, sizeof st->lang[0], by_lang_count);
 			for (int k = 0; k < st->nlang; k++)
 				json_object_set_new(lang, st->lang[k].code, json_integer((json_int_t)st->lang[k].n));
 			json_object_set_new(h, "language", lang);
@@ -606,6 +632,122 @@ static void box_free(void *tls)
 	free(b);
 }
 
+int filter_chain_run(filter_chain *c, stream_run *sr, int threads, int writes)
+{
+	filter_inst *last = &c->f[c->n - 1];
+	parallel_work w = {box_work, c, box_new, box_free, threads, writes, discard,
+			   last->d->ordered ? chain_ordered : NULL};
+	return stream_run_parallel(sr, &w);
+}
+
+/* ---------------------------------------------------------------------- */
+/* split runs */
+
+int filter_chain_dist_start(filter_chain *c, const dist *d, mvl_err *err)
+{
+	filter_inst *last = &c->f[c->n - 1];
+	if (!last->d->ordered)
+		return 1; /* every verdict is the sample's own: any rank gives it */
+	if (!last->d->dist_start)
+		return mvl_errf(err, "filter '%s' cannot run split across ranks", last->d->name);
+	if (last->d->dist_start(last->state, d, err) != 0)
+		return mvl_errprefix(err, "filter '%s'", last->d->name);
+	return 2;
+}
+
+int filter_chain_dist_exchange(filter_chain *c, mvl_err *err)
+{
+	filter_inst *last = &c->f[c->n - 1];
+	if (last->d->dist_exchange && last->d->dist_exchange(last->state, err) != 0)
+		return mvl_errprefix(err, "filter '%s'", last->d->name);
+	return 0;
+}
+
+void filter_chain_reset_counts(filter_chain *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		free(c->f[i].st.r);
+		memset(&c->f[i].st, 0, sizeof c->f[i].st);
+	}
+	free(c->ordered_st.r);
+	memset(&c->ordered_st, 0, sizeof c->ordered_st);
+}
+
+static json_t *u64s(const uint64_t *v, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_integer((json_int_t)v[i]));
+	return a;
+}
+
+static void add_u64s(uint64_t *v, int n, const json_t *a)
+{
+	for (int i = 0; i < n; i++)
+		v[i] += (uint64_t)json_integer_value(json_array_get(a, (size_t)i));
+}
+
+/* one filter's counts as JSON, to travel between ranks */
+static json_t *fstats_json(const fstats *st)
+{
+	json_t *r = json_object(), *l = json_object();
+	for (int k = 0; k < st->nr; k++)
+		json_object_set_new(r, st->r[k].reason, json_integer((json_int_t)st->r[k].n));
+	for (int k = 0; k < st->nlang; k++)
+		json_object_set_new(l, st->lang[k].code, json_integer((json_int_t)st->lang[k].n));
+	uint64_t misc[4] = {st->in, st->kept, st->no_caption, st->no_image};
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "misc", u64s(misc, 4), "reasons", r, "lang", l,
+			 "words", u64s(st->words, NWORDS), "chars", u64s(st->chars, NCHARS), "side",
+			 u64s(st->side, NSIDE), "aspect", u64s(st->aspect, NASPECT));
+}
+
+static void fstats_add_json(fstats *st, const json_t *j)
+{
+	uint64_t misc[4] = {0};
+	add_u64s(misc, 4, json_object_get(j, "misc"));
+	st->in += misc[0];
+	st->kept += misc[1];
+	st->no_caption += misc[2];
+	st->no_image += misc[3];
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(j, "reasons"), k, v)
+		count_reason(st, k, (uint64_t)json_integer_value(v));
+	json_object_foreach(json_object_get(j, "lang"), k, v)
+		count_lang(st, k, (uint64_t)json_integer_value(v));
+	add_u64s(st->words, NWORDS, json_object_get(j, "words"));
+	add_u64s(st->chars, NCHARS, json_object_get(j, "chars"));
+	add_u64s(st->side, NSIDE, json_object_get(j, "side"));
+	add_u64s(st->aspect, NASPECT, json_object_get(j, "aspect"));
+}
+
+int filter_chain_gather_counts(filter_chain *c, const dist *d, mvl_err *err)
+{
+	json_t *all = json_array();
+	for (int i = 0; i < c->n; i++)
+		json_array_append_new(all, fstats_json(&c->f[i].st));
+	char *js = json_dumps(all, JSON_COMPACT);
+	json_decref(all);
+	void *got = NULL;
+	size_t *counts = xcalloc((size_t)d->size, sizeof *counts);
+	int rc = dist_gatherv(d, js, strlen(js) + 1, &got, counts, err);
+	free(js);
+	if (rc == 0 && d->rank == 0) {
+		filter_chain_reset_counts(c); /* rank 0's own come back in the gather */
+		const char *p = got;
+		for (int r = 0; r < d->size; r++) {
+			json_t *a = json_loads(p, 0, NULL);
+			for (int i = 0; i < c->n; i++)
+				fstats_add_json(&c->f[i].st, json_array_get(a, (size_t)i));
+			json_decref(a);
+			p += counts[r];
+		}
+	}
+	free(got);
+	free(counts);
+	return rc;
+}
+
 int filter_command(const filter_def *d, int argc, char **argv)
 {
 	stream_opts so;
@@ -648,6 +790,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 	mvl_err err;
 	int first = 0, status = 0;
 	stream_run sr;
+	dist dg = {.rank = 0, .size = 1};
 	if (!d) {
 		if (nargs < 1) {
 			fprintf(stderr, "mvl filter: a SPEC is required\nsee 'mvl filter --help'\n");
@@ -671,6 +814,16 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		status = 2;
 		goto out;
 	}
+	/* under mpirun the inputs are split across the ranks (filter_split.c) */
+	if (dist_init(&dg, &err) != 0) {
+		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
+		status = 1;
+		goto out;
+	}
+	if (dg.size > 1) {
+		status = filter_run_split(c, name, &so, args + first, nargs - first, stats, threads, &dg);
+		goto out;
+	}
 	filter_inst *last = &c->f[c->n - 1];
 	int writes = !(last->d->no_output && last->d->no_output(last->state));
 	if (stream_run_open(&sr, name, &so, args + first, nargs - first, writes ? RUN_WRITES : RUN_SHARDS,
@@ -679,9 +832,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	parallel_work w = {box_work, c, box_new, box_free, threads, writes, discard,
-			   last->d->ordered ? chain_ordered : NULL};
-	stream_run_parallel(&sr, &w);
+	filter_chain_run(c, &sr, threads, writes);
 	uint64_t in = sr.nin, kept = sr.nkept;
 	if (filter_chain_finish(c, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
@@ -693,6 +844,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		status = 1;
 	}
 out:
+	dist_finalize(&dg);
 	filter_chain_free(c);
 	free(args);
 	free(specs);

@@ -17,9 +17,11 @@
 
 #include <stddef.h>
 
+#include "dist.h"
 #include "opts.h"
 #include "rejects.h"
 #include "sample.h"
+#include "stream_cmd.h"
 #include "util.h"
 
 /* One option: parsed into the filter's config struct at `off`.  Kinds as
@@ -58,6 +60,15 @@ typedef struct filter_def {
 	/* optional: 1 when this configuration writes no stream (an index
 	 * build); the command then only reads */
 	int (*no_output)(const void *state);
+	/* optional, for an ordered filter that can run split across the ranks
+	 * of an mpirun job, where the runner reads each rank's inputs twice:
+	 * dist_start, before the first pass, makes ordered() keep everything
+	 * and only record what it needs; dist_exchange, collective, between the
+	 * passes, decides globally; in the second pass ordered() replays those
+	 * verdicts for the same samples in the same order.  @return 0 or -1
+	 * with *err (dist_exchange: the same on every rank) */
+	int (*dist_start)(void *state, const dist *d, mvl_err *err);
+	int (*dist_exchange)(void *state, mvl_err *err);
 } filter_def;
 
 /* The registry (filters/registry.c). */
@@ -93,6 +104,34 @@ int filter_chain_finish(filter_chain *c, mvl_err *err);
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err);
 void filter_chain_free(filter_chain *c);
+
+/* filter_chain_run() : reads sr to the end through the chain on `threads`
+ * workers (0: all cores); kept samples go to sr's writer when writes is 1.
+ * @return 0, or -1 when an output failed. */
+int filter_chain_run(filter_chain *c, stream_run *sr, int threads, int writes);
+
+/* ---- split across the ranks of an mpirun job (filter_split.c) ---- */
+
+/* filter_chain_dist_start() : readies the chain for a split run.
+ * @return 2 when it needs two passes (its last filter decides globally:
+ * call filter_chain_dist_exchange between them), 1 for one, -1 with *err
+ * when the chain cannot run split. */
+int filter_chain_dist_start(filter_chain *c, const dist *d, mvl_err *err);
+/* filter_chain_dist_exchange() : collective, between the two passes.
+ * @return 0 or -1 with *err (on every rank alike). */
+int filter_chain_dist_exchange(filter_chain *c, mvl_err *err);
+/* filter_chain_reset_counts() : forgets the counts (a pass to discard). */
+void filter_chain_reset_counts(filter_chain *c);
+/* filter_chain_gather_counts() : collective: every rank's counts and
+ * histograms added into rank 0's chain (for filter_chain_stats there).
+ * @return 0 or -1 with *err. */
+int filter_chain_gather_counts(filter_chain *c, const dist *d, mvl_err *err);
+
+/* filter_run_split() : the body of `mvl filter` / `mvl FILTER` on one rank
+ * of an mpirun job (see filter_split.c for the outputs it promises).
+ * @return the exit status, the same on every rank. */
+int filter_run_split(filter_chain *c, const char *name, const stream_opts *so, char **args,
+		     int nargs, const char *stats, int threads, const dist *d);
 
 /* filter_command() : the body of `mvl FILTER` (d given) and `mvl filter
  * SPEC` (d NULL): options, stream in, chain on all cores, stream out. */

@@ -69,24 +69,40 @@ static void put_field(FILE *f, const char *s)
 	}
 }
 
-void rejects_add(rejects *r, const char *key, const char *source,
-		 const reject_info *rj)
+void rejects_add_count(rejects *r, const char *reason, uint64_t n)
 {
 	int i;
 	for (i = 0; i < r->nr; i++)
-		if (strcmp(r->r[i].reason, rj->reason) == 0)
+		if (strcmp(r->r[i].reason, reason) == 0)
 			break;
 	if (i == r->nr) {
 		if (r->nr == r->cap) {
 			r->cap = r->cap ? r->cap * 2 : 8;
 			r->r = xrealloc(r->r, (size_t)r->cap * sizeof *r->r);
 		}
-		snprintf(r->r[i].reason, sizeof r->r[i].reason, "%s", rj->reason);
+		snprintf(r->r[i].reason, sizeof r->r[i].reason, "%s", reason);
 		r->r[i].n = 0;
 		r->nr++;
 	}
-	r->r[i].n++;
-	r->total++;
+	r->r[i].n += n;
+	r->total += n;
+}
+
+int rejects_reasons(const rejects *r)
+{
+	return r->nr;
+}
+
+const char *rejects_reason(const rejects *r, int i, uint64_t *n)
+{
+	*n = r->r[i].n;
+	return r->r[i].reason;
+}
+
+void rejects_add(rejects *r, const char *key, const char *source,
+		 const reject_info *rj)
+{
+	rejects_add_count(r, rj->reason, 1);
 	if (r->has_file) {
 		FILE *f = r->af.f;
 		put_field(f, key);

@@ -39,6 +39,14 @@ uint64_t rejects_total(const rejects *r);
 /* rejects_count() : how many were rejected for reason (0 if never). */
 uint64_t rejects_count(const rejects *r, const char *reason);
 
+/* rejects_reasons() : how many reasons were counted; rejects_reason()
+ * the i-th (0 <= i < rejects_reasons) and its count in *n. */
+int rejects_reasons(const rejects *r);
+const char *rejects_reason(const rejects *r, int i, uint64_t *n);
+/* rejects_add_count() : counts n rejections for reason without listing
+ * them (totals merged from elsewhere: the other ranks of a split run). */
+void rejects_add_count(rejects *r, const char *reason, uint64_t n);
+
 /* rejects_summary() : "N in, N kept, N rejected (reason N, ...)" on f,
  * prefixed "mvl CMD: ". */
 void rejects_summary(const rejects *r, const char *cmd, uint64_t in,

@@ -19,6 +19,22 @@
  * that is redone starts from an emptied output directory).
  * Each command runs as a child process of this same binary, its stdout
  * sent to stderr: the run's own stdout stays quiet.
+ *
+ * Scale out (--ranks N): `mvl run` itself is launched once, as a plain
+ * process, and launches its split-aware steps as `mpirun -np N mvl ...`
+ * (--allow-run-as-root added when run as root, --mpi-args for the rest).
+ * Why not `mpirun -np N mvl run`: the steps are child processes, and a
+ * child of an MPI rank cannot join a job of its own (OpenMPI forbids
+ * MPI_Init in a forked child of a rank, and re-exec'ing mpirun from N
+ * ranks would start N jobs); nor would N ranks all need to drive the
+ * manifest, the tokenizer and the steps that are not split.  One driver
+ * that starts an mpirun job per step keeps every step a command a user can
+ * run by hand, resumable as before.  Split-aware steps: filter.SOURCE
+ * (pipeline/filter_split.c: the result is that of one process) and
+ * train.STAGE.L (data parallel, trainer/ddp.h: the stage's batch_tokens is
+ * the global batch, shared by the ranks, so the model trained is that of
+ * one process up to float summation order).  The other steps run as one
+ * process, as without --ranks.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -47,8 +63,22 @@ typedef struct run {
 	int vocab;       /* the model's vocabulary: tokenizer + chat tokens */
 	int raw;         /* ablation: no filters */
 	int quiet, threads;
+	int ranks;            /* > 1: split-aware steps under mpirun -np ranks */
+	const char *mpi_args; /* extra mpirun options, space-separated */
 	int nstep, done, skipped;
 } run;
+
+/* The commands that run split across ranks with the result of one
+ * process; only these are started under mpirun. */
+static const char *const MPI_STEPS[] = {"filter", "train", NULL};
+
+static int split_aware(const char *cmd)
+{
+	for (int i = 0; MPI_STEPS[i]; i++)
+		if (!strcmp(MPI_STEPS[i], cmd))
+			return 1;
+	return 0;
+}
 
 /* ---------------------------------------------------------------------- */
 /* the manifest */
@@ -155,21 +185,45 @@ static int step(run *R, const char *name, cmdline *a, const char *const *outputs
 		fprintf(stderr, "\n");
 	}
 	double t0 = now_sec();
-	/* child: argv[0] "mvl", then the command */
-	char **cv = xcalloc((size_t)a->n + 2, sizeof *cv);
-	cv[0] = "mvl";
+	/* child: argv[0] "mvl", then the command; or mpirun [options] -np N
+	 * /path/to/mvl, then the command */
+	int mpi = R->ranks > 1 && a->n > 0 && split_aware(a->v[0]);
+	cmdline pre = {0};
+	if (mpi) {
+		arg(&pre, "mpirun");
+		if (geteuid() == 0)
+			arg(&pre, "--allow-run-as-root");
+		char *extra = xstrdup(R->mpi_args ? R->mpi_args : ""), *save = NULL;
+		for (char *w = strtok_r(extra, " ", &save); w; w = strtok_r(NULL, " ", &save))
+			arg(&pre, "%s", w);
+		free(extra);
+		arg(&pre, "-np");
+		arg(&pre, "%d", R->ranks);
+		arg(&pre, "%s", R->self);
+	} else {
+		arg(&pre, "mvl");
+	}
+	char **cv = xcalloc((size_t)(pre.n + a->n) + 1, sizeof *cv);
+	for (int i = 0; i < pre.n; i++)
+		cv[i] = pre.v[i];
 	for (int i = 0; i < a->n; i++)
-		cv[i + 1] = a->v[i];
+		cv[pre.n + i] = a->v[i];
+	if (mpi && !R->quiet)
+		fprintf(stderr, "mvl run: [%d] %s: on %d ranks (mpirun)\n", R->nstep, name, R->ranks);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(2, 1);
-		execv(R->self, cv);
+		if (mpi)
+			execvp(cv[0], cv);
+		else
+			execv(R->self, cv);
 		_exit(127);
 	}
 	int status = 0;
 	int rc = pid < 0 ? -1 : waitpid(pid, &status, 0) < 0 ? -1 : 0;
 	free(cv);
+	args_free(&pre);
 	double secs = now_sec() - t0;
 	int ok = rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	json_t *s = find_step(R, name);
@@ -187,6 +241,7 @@ static int step(run *R, const char *name, cmdline *a, const char *const *outputs
 	json_object_set_new(s, "seconds", json_real(secs));
 	json_object_set_new(s, "outputs", outs);
 	json_object_set_new(s, "command", argj);
+	json_object_set_new(s, "ranks", json_integer(mpi ? R->ranks : 1));
 	for (int i = 0; ok && outputs && outputs[i]; i++)
 		if (access(outputs[i], F_OK) != 0) {
 			ok = 0;
@@ -680,13 +735,18 @@ static int run_all(run *R, mvl_err *err)
 int cmd_run(int argc, char **argv)
 {
 	const char *out = NULL, *ablation = NULL;
-	int quiet = 0, threads = 0;
+	int quiet = 0, threads = 0, ranks = 1;
+	const char *mpi_args = NULL;
 	const opt_spec specs[] = {
 		{"output", 'o', OPT_STR, &out, NULL, "DIR", "the run directory (required; re-running resumes)"},
 		{"ablation", 0, OPT_CHOICE, &ablation, "none", "none|raw",
 		 "raw: also run the same recipe with filters and dedup off, into DIR/ablation"},
 		{"threads", 'j', OPT_INT, &threads, "0", "N", "threads for training (0: all cores)"},
 		{"quiet", 'q', OPT_FLAG, &quiet, NULL, NULL, "no step lines"},
+		{"ranks", 0, OPT_INT, &ranks, "1", "N",
+		 "run the filter steps as 'mpirun -np N mvl filter ...' (same result as one process)"},
+		{"mpi-args", 0, OPT_STR, &mpi_args, "--oversubscribe", "ARGS",
+		 "extra mpirun options for those steps (--allow-run-as-root is added for root)"},
 		{0},
 	};
 	const opt_cmd cmd = {
@@ -706,6 +766,19 @@ int cmd_run(int argc, char **argv)
 		free(args);
 		return 2;
 	}
+	if (ranks < 1) {
+		fprintf(stderr, "mvl run: option '--ranks' must be >= 1\n");
+		free(args);
+		return 2;
+	}
+	const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
+	if (ws && atoi(ws) > 1) {
+		/* N drivers would race on one manifest; see the header comment */
+		fprintf(stderr, "mvl run: launch it once, not under mpirun: 'mvl run --ranks N' runs its "
+				"filter steps on N ranks\n");
+		free(args);
+		return 2;
+	}
 	buf diag = {0};
 	mvl_err err = {{0}};
 	recipe *r = recipe_load(args[0], &diag, &err);
@@ -720,7 +793,8 @@ int cmd_run(int argc, char **argv)
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
-	run R = {.dir = out, .recipe_path = args[0], .self = self, .r = r, .quiet = quiet, .threads = threads};
+	run R = {.dir = out, .recipe_path = args[0], .self = self, .r = r, .quiet = quiet, .threads = threads,
+		 .ranks = ranks, .mpi_args = mpi_args};
 	int rc = run_all(&R, &err);
 	int report_rc = 0;
 	if (rc == 0 && !strcmp(ablation, "raw")) {
@@ -728,7 +802,7 @@ int cmd_run(int argc, char **argv)
 		buf d = {0};
 		buf_printf(&d, "%s/ablation", out);
 		run A = {.dir = (char *)d.data, .recipe_path = args[0], .self = self, .r = r, .raw = 1, .quiet = quiet,
-			 .threads = threads};
+			 .threads = threads, .ranks = ranks, .mpi_args = mpi_args};
 		if (!quiet)
 			fprintf(stderr, "mvl run: the ablation (filters off) into %s\n", (char *)d.data);
 		rc = run_all(&A, &err);

@@ -470,6 +470,11 @@ int shard_writer_close(shard_writer *w, int ok, mvl_err *err)
 	return rc;
 }
 
+int shard_writer_pending(const shard_writer *w)
+{
+	return w->shards_done + (w->fd >= 0 && w->o.pattern != NULL);
+}
+
 int shard_writer_shards(const shard_writer *w)
 {
 	return w->shards_done;

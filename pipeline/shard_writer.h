@@ -45,6 +45,10 @@ int shard_writer_write(shard_writer *w, const sample *s, mvl_err *err);
  * @return 0 or -1 with *err. */
 int shard_writer_close(shard_writer *w, int ok, mvl_err *err);
 
+/* shard_writer_pending() : shards this writer will have completed when
+ * closed with ok == 1 (the completed ones and the one open now). */
+int shard_writer_pending(const shard_writer *w);
+
 /* Shards completed so far, and samples written. */
 int shard_writer_shards(const shard_writer *w);
 uint64_t shard_writer_samples(const shard_writer *w);

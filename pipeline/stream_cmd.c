@@ -2,11 +2,49 @@
 #include "stream_cmd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* the source of a part with no inputs */
+static int empty_next(void *self, sample *s, reject_info *rj, mvl_err *err)
+{
+	return READ_END;
+}
+static uint64_t empty_bytes(const void *self)
+{
+	return 0;
+}
+static void empty_free(void *self)
+{
+}
+
+/* keeps block `part` of in's paths: floor(n * part / nparts) onwards */
+static int keep_part(inputs *in, int part, int nparts, mvl_err *err)
+{
+	if (in->n == 0)
+		return mvl_errf(err, "a run split across %d ranks reads files: stdin cannot be split", nparts);
+	for (int i = 0; i < in->n; i++)
+		if (strcmp(in->path[i], "-") == 0)
+			return mvl_errf(err, "a run split across %d ranks reads files: stdin ('-') cannot be split",
+					nparts);
+	int lo = (int)((int64_t)in->n * part / nparts), hi = (int)((int64_t)in->n * (part + 1) / nparts);
+	for (int i = 0; i < in->n; i++)
+		if (i < lo || i >= hi)
+			free(in->path[i]);
+	memmove(in->path, in->path + lo, (size_t)(hi - lo) * sizeof *in->path);
+	in->n = hi - lo;
+	return 0;
+}
+
 int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
 		    char **args, int nargs, int flags, mvl_err *err)
+{
+	return stream_run_open_part(sr, cmd, o, args, nargs, flags, 0, 1, err);
+}
+
+int stream_run_open_part(stream_run *sr, const char *cmd, const stream_opts *o,
+			 char **args, int nargs, int flags, int part, int nparts, mvl_err *err)
 {
 	int with_output = flags & RUN_WRITES;
 	memset(sr, 0, sizeof *sr);
@@ -16,6 +54,8 @@ int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
 		if (inputs_expand(&sr->in, args[i], err) != 0)
 			goto fail;
 	if (!(flags & RUN_INGEST) && inputs_shard_dirs(&sr->in, err) != 0)
+		goto fail;
+	if (nparts > 1 && keep_part(&sr->in, part, nparts, err) != 0)
 		goto fail;
 	if (with_output && !o->output && isatty(1)) {
 		mvl_errf(err, "refusing to write a tar stream to a terminal; redirect stdout or use -o");
@@ -35,11 +75,13 @@ int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
 			goto fail;
 	}
 	reader_opts ro = {o->max_member};
-	if (flags & RUN_INGEST)
+	if (nparts > 1 && sr->in.n == 0)
+		sr->src = (sample_source){NULL, empty_next, empty_bytes, empty_bytes, empty_free};
+	else if (flags & RUN_INGEST)
 		sr->src = ingest_source(sr->in.path, sr->in.n, &ro, cmd);
 	else
 		sr->src = shard_source(sr->in.path, sr->in.n, &ro);
-	sr->p = progress_new(cmd, o->quiet, sr->src.total(sr->src.self));
+	sr->p = progress_new(cmd, o->quiet || part > 0, sr->src.total(sr->src.self));
 	return 0;
 fail:
 	if (sr->rj)
@@ -104,7 +146,7 @@ int stream_run_close(stream_run *sr)
 		sr->output_failed = 1;
 	}
 	uint64_t nrej = rejects_total(sr->rj);
-	if (!sr->o->quiet || nrej || sr->input_errors)
+	if (!sr->no_summary && (!sr->o->quiet || nrej || sr->input_errors))
 		rejects_summary(sr->rj, sr->cmd, sr->nin, sr->nkept, stderr);
 	if (rejects_close(sr->rj, !sr->output_failed, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);

@@ -66,6 +66,8 @@ typedef struct stream_run {
 	uint64_t nin, nkept;
 	int input_errors;
 	int output_failed;
+	int no_summary;      /* 1: stream_run_close prints no counts (a rank
+			      * of a split run: rank 0 prints the totals) */
 } stream_run;
 
 enum { RUN_SHARDS = 0, RUN_INGEST = 1, RUN_WRITES = 2 };
@@ -76,6 +78,14 @@ enum { RUN_SHARDS = 0, RUN_INGEST = 1, RUN_WRITES = 2 };
  * @return 0 or -1 with *err. */
 int stream_run_open(stream_run *sr, const char *cmd, const stream_opts *o,
 		    char **args, int nargs, int flags, mvl_err *err);
+
+/* stream_run_open_part() : the same, reading only part `part` of `nparts`
+ * of the expanded input list: a contiguous block, so that the parts in
+ * order read the inputs in order (a rank of an mpirun job).  A part may
+ * be empty; stdin cannot be split (an error when nparts > 1).  Progress
+ * is shown by part 0 only. */
+int stream_run_open_part(stream_run *sr, const char *cmd, const stream_opts *o,
+			 char **args, int nargs, int flags, int part, int nparts, mvl_err *err);
 
 /* stream_run_read() : the next readable sample.  Rejections made by the
  * reader are recorded and damaged inputs reported on stderr here.

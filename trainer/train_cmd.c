@@ -380,10 +380,11 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		/* the stage's batch in tokens and budget decide accumulation and steps */
 		const rstage *st = recipe_stage(r, o->stage);
 		uint64_t per = (uint64_t)B * (uint64_t)L;
+		/* the stage's batch is global: N ranks share it */
 		if (!K)
-			K = (int)((st->batch_tokens + per - 1) / per);
+			K = (int)((st->batch_tokens + per * N - 1) / (per * N));
 		if (!o->steps)
-			o->steps = (int)((st->tokens + (uint64_t)K * per - 1) / ((uint64_t)K * per));
+			o->steps = (int)((st->tokens + (uint64_t)K * N * per - 1) / ((uint64_t)K * N * per));
 	}
 	if (!K)
 		K = 1;

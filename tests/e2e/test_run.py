@@ -158,6 +158,60 @@ def _():
     eq([s["status"] for s in m["steps"]], ["done"] * len(EXPECTED), "statuses after resuming")
 
 
+@check("run_ranks_2_filters_and_trains_like_one_process")
+def _():
+    """--ranks 2: the filter steps run as mpirun -np 2 mvl filter, with the
+    result of one process; the steps after them, done already, stay done."""
+    import glob
+    import shutil
+    from mvltest import read_rejects, wds_samples
+    expect_rc(FIRST, 0)
+    if not shutil.which("mpirun"):
+        return
+    run = os.path.join(S.dir("ranks"), "run")
+    shutil.copytree(RUN, run, symlinks=True)
+    shutil.rmtree(os.path.join(run, "filter"))
+    # the manifest names the first run's paths: point it at the copy
+    with open(os.path.join(run, "manifest.json")) as f:
+        text = f.read()
+    # and the warm-up's training redone, data parallel
+    mj = json.loads(text.replace(RUN, run))
+    for st in mj["steps"]:
+        if st["name"] == "train.warmup.128":
+            st["status"] = "failed"
+    with open(os.path.join(run, "manifest.json"), "w") as f:
+        json.dump(mj, f)
+    r = mvl("run", RECIPE, "-o", run, "--ranks", "2", timeout=600)
+    expect_rc(r, 0)
+    m = manifest(run)
+    ranks = {s["name"]: s.get("ranks") for s in m["steps"]}
+    eq(ranks["train.warmup.128"], 2, "ranks of train.warmup.128")
+    # the stage's batch is global: the same steps and losses as one process
+    def losses(d):
+        with open(os.path.join(d, "stages", "warmup", "train-128", "metrics.jsonl")) as f:
+            return [json.loads(l)["loss"] for l in f if '"loss"' in l]
+    la, lb = losses(RUN), losses(run)
+    eq(len(lb), len(la), "warm-up steps with 2 ranks")
+    expect(all(abs(a - b) <= 1e-4 * max(abs(a), 1e-9) for a, b in zip(la, lb)),
+           "warm-up losses with 2 ranks differ: %r against %r" % (lb[:4], la[:4]))
+    eq(ranks["filter.captions"], 2, "ranks of filter.captions")
+    eq(ranks["filter.text"], 1, "ranks of filter.text (mvl cat: not split)")
+    eq(ranks["report"], 1, "ranks of the report")
+    for src in ("captions", "conversations", "text"):
+        def samples(d):
+            out = []
+            for p in sorted(glob.glob(os.path.join(d, "filter", src, "*.tar"))):
+                with open(p, "rb") as f:
+                    out += wds_samples(f.read())
+            return out
+        expect(samples(run) == samples(RUN), "%s: filtered samples differ with --ranks 2" % src)
+        eq(read_rejects(os.path.join(run, "filter", src + ".rejects.tsv")),
+           read_rejects(os.path.join(RUN, "filter", src + ".rejects.tsv")), "%s: rejects" % src)
+    with open(os.path.join(run, "filter", "captions.stats.json")) as f, \
+            open(os.path.join(RUN, "filter", "captions.stats.json")) as g:
+        eq(json.load(f), json.load(g), "captions: stats")
+
+
 @check("broken_recipe_stops_before_any_work")
 def _():
     d = S.dir("broken")
