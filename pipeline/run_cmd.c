@@ -10,6 +10,7 @@
  *   pack.STAGE.L      mvl pack -> stages/STAGE/pack-L.pack (+ .json stats)
  *   train.STAGE.L     mvl train -> stages/STAGE/train-L/ (from the previous
  *                     stage's final model)
+ *   pack.STAGE.dev    mvl pack of the eval set captions_dev (held-out loss)
  *   average.STAGE     mvl average of the stage's lengths -> average.safetensors
  *   eval              mvl eval on the recipe's eval sets -> eval.json
  *   report            mvl report -> report.html
@@ -594,9 +595,39 @@ static int stages(run *R, char **final, mvl_err *err)
 		}
 		char *next = NULL;
 		if (rc == 0 && st->nseq > 1) {
-			buf av = {0}, ar = {0};
+			buf av = {0}, ar = {0}, dev = {0};
 			buf_printf(&av, "%s/average.safetensors", (char *)sd.data);
 			buf_printf(&ar, "%s/average.json", (char *)sd.data);
+			/* the members are compared (and the soup chosen) on held-out
+			 * captions when the recipe has a captions_dev set: the
+			 * stage's own pack measures memorization, not quality */
+			int Lmax = st->seq_len[st->nseq - 1];
+			const char *devset = NULL;
+			for (int i = 0; i < R->r->eval.nsets; i++)
+				if (!strcmp(R->r->eval.set_name[i], "captions_dev"))
+					devset = R->r->eval.set_shards[i];
+			if (devset) {
+				buf_printf(&dev, "%s/dev-%d.pack", (char *)sd.data, Lmax);
+				name.len = 0;
+				buf_printf(&name, "pack.%s.dev", st->name);
+				arg(&a, "pack");
+				arg(&a, "-q");
+				arg(&a, "--recipe");
+				arg(&a, "%s", R->recipe_path);
+				arg(&a, "--stage");
+				arg(&a, "%s", st->name);
+				arg(&a, "--seq-len");
+				arg(&a, "%d", Lmax);
+				arg(&a, "--tokenizer");
+				arg(&a, "%s", R->tok);
+				arg(&a, "-o");
+				arg(&a, "%s", (char *)dev.data);
+				arg(&a, "%s", devset);
+				const char *po[] = {(char *)dev.data, NULL};
+				rc = step(R, (char *)name.data, &a, po, NULL, err);
+			} else {
+				buf_printf(&dev, "%s/pack-%d.pack", (char *)sd.data, Lmax);
+			}
 			name.len = 0;
 			buf_printf(&name, "average.%s", st->name);
 			arg(&a, "average");
@@ -606,15 +637,18 @@ static int stages(run *R, char **final, mvl_err *err)
 			arg(&a, "%s", (char *)av.data);
 			arg(&a, "--report");
 			arg(&a, "%s", (char *)ar.data);
-			/* the members' and the average's loss on the longest pack */
 			arg(&a, "--dev");
-			arg(&a, "%s/pack-%d.pack", (char *)sd.data, st->seq_len[st->nseq - 1]);
+			arg(&a, "%s", (char *)dev.data);
 			for (int i = 0; i < st->nseq; i++)
 				arg(&a, "%s", variants[i]);
 			const char *ao[] = {(char *)av.data, (char *)ar.data, NULL};
-			rc = step(R, (char *)name.data, &a, ao, NULL, err);
+			if (rc == 0)
+				rc = step(R, (char *)name.data, &a, ao, NULL, err);
+			else
+				args_free(&a);
 			next = (char *)av.data;
 			buf_free(&ar);
+			buf_free(&dev);
 		} else if (rc == 0) {
 			next = xstrdup(variants[0]);
 		}

@@ -28,4 +28,24 @@ print("test at the default resolution: " + ", ".join("%s %.3f" % (k, v) for k, v
 for k, v in e["test"].get("chosen", {}).items():
     print("  %s at the dev-chosen %d pixels: %.3f (default %.3f)" % (k, v["max_pixels"], v["score"], v["default_score"]))
 PY
+# the pair filter against the generator's list of misaligned captions
+/usr/bin/python3 - "$D" <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+mis = set(open(os.path.join(d, "misaligned.txt")).read().split())
+for rj in sorted(glob.glob(os.path.join(d, "run", "stages", "*", "pairscore", "*.rejects.tsv"))):
+    st = json.load(open(rj.replace(".rejects.tsv", ".stats.json")))
+    dropped = {l.split("\t")[0] for l in open(rj).read().splitlines()[1:] if l}
+    # the misaligned pairs that reached the scorer (heuristics dropped some)
+    seen = set()
+    for f in glob.glob(os.path.join(os.path.dirname(rj), "..", "data", os.path.basename(rj)[:-12], "*.tar")):
+        import tarfile
+        with tarfile.open(f) as t:
+            seen |= {m.name.rsplit(".", 1)[0] for m in t.getmembers()}
+    seen |= dropped
+    tp = len(dropped & mis)
+    n = len(mis & seen)
+    print("pair filter %s: dropped %d of %d; known misaligned among them %d: precision %.2f, recall %.2f of %d" % (
+        rj.split("/stages/")[1], len(dropped), st["in"], tp, tp / max(1, len(dropped)), tp / max(1, n), n))
+PY
 echo "report: $D/run/report.html"
