@@ -70,7 +70,9 @@ $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 
 tests: $(B)/mvl $(TESTBIN)
 
+# the report test renders the page in headless chromium (deps.sh --test)
 test: tests
+	@command -v chromium >/dev/null 2>&1 || scripts/deps.sh --test
 	@MVL=$(abspath $(B)/mvl) B=$(abspath $(B)) tests/run.sh
 
 asan:

@@ -146,7 +146,7 @@ static int recipe_check(const char *path, const char *tokfile, int count)
 		for (int i = 0; i < st->nseq; i++)
 			printf("%s%d", i ? ", " : " ", st->seq_len[i]);
 		if (st->nseq > 1)
-			printf(" (one model each, then averaged)");
+			printf(" (one model each, then %s)", st->soup ? "a greedy soup" : "averaged");
 		printf("; %llu tokens = %llu steps of %llu\n", (unsigned long long)st->tokens,
 		       (unsigned long long)((st->tokens + st->batch_tokens - 1) / st->batch_tokens),
 		       (unsigned long long)st->batch_tokens);
@@ -156,6 +156,16 @@ static int recipe_check(const char *path, const char *tokfile, int count)
 		       st->grad_clip, st->beta1, st->beta2);
 		printf("  images %llu..%llu pixels; over-long samples %s\n", (unsigned long long)st->min_pixels,
 		       (unsigned long long)st->max_pixels, st->truncate ? "truncated (text only)" : "rejected");
+		if (st->score_with >= 0) {
+			printf("  pairscore: the final model of stage '%s' scores", r->stage[st->score_with].name);
+			for (int i = 0; i < st->nscore_src; i++)
+				printf("%s%s", i ? ", " : " ", r->src[st->score_src[i]].name);
+			if (st->score_drop > 0)
+				printf("; the lowest %g%% by %s are dropped\n", 100 * st->score_drop,
+				       ps_metric_names[st->score_by]);
+			else
+				printf("; pairs with %s below %g are dropped\n", ps_metric_names[st->score_by], st->score_min);
+		}
 		printf("  %-20s %8s %14s %14s %8s\n", "source", "weight", "tokens", "per epoch", "epochs");
 		for (int i = 0; i < r->nsrc; i++) {
 			if (st->weight[i] <= 0)

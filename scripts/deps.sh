@@ -1,10 +1,12 @@
 #!/bin/sh
 # deps.sh: install every Debian package mvl needs to build, test and bench.
 # Idempotent: packages already installed are skipped; apt-get runs only when
-# something is missing.  Usage: scripts/deps.sh [--bench]
+# something is missing.  Usage: scripts/deps.sh [--bench|--test]
 #   --bench  also installs the photo set the ingest benchmark reads
 #            (mate-backgrounds: real JPEG photos of a few megapixels;
 #            libexttextcat-dev: the language-ID comparison of scripts/eval_langid.sh).
+#   --test   also installs chromium, in which the report test renders the
+#            page headless (`make test` asks for it; `make demo` does not).
 set -eu
 
 PKGS="build-essential pkg-config
@@ -17,6 +19,9 @@ nodejs npm"
 
 if [ "${1:-}" = "--bench" ]; then
 	PKGS="$PKGS mate-backgrounds libexttextcat-dev"
+fi
+if [ "${1:-}" = "--test" ]; then
+	PKGS="$PKGS chromium"
 fi
 
 missing=""
