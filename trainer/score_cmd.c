@@ -136,6 +136,19 @@ static json_t *dist_json(dist1 *d)
  * is also scored under (its contrast) */
 enum { OTHERS = 3 };
 
+/* samples scored in one forward */
+enum { BATCH = 8 };
+
+/* a sample read and waiting for its batch's forward */
+typedef struct pend {
+	sample s;
+	int ok;                          /* has an image and a caption: scored */
+	img_rgb im;                      /* its image at the scoring size */
+	chat_seq seq[2 + OTHERS];        /* with its image, without, after others */
+	const img_rgb *img[2 + OTHERS];  /* the image before each sequence */
+	int nq;
+} pend;
+
 int cmd_score(int argc, char **argv)
 {
 	score_opts o;
@@ -192,71 +205,112 @@ int cmd_score(int argc, char **argv)
 	}
 	bpe_ctx *bc = bpe_ctx_new(b);
 	img_ctx *ic = img_ctx_new();
-	sample s;
-	sample_init(&s);
-	chat_seq with = {0}, without = {0}, other_seq[OTHERS] = {{0}};
+	/* BATCH samples are read, then scored in one forward of up to
+	 * BATCH x (2 + OTHERS) sequences (one sample's five are too few to keep
+	 * the matrix products busy), then written in input order */
+	pend *P = xcalloc(BATCH, sizeof *P);
+	for (int j = 0; j < BATCH; j++)
+		sample_init(&P[j].s);
+	/* the last OTHERS scored images: in others[k], or in a pending sample
+	 * until its batch is written, when it moves into others[k] */
 	img_rgb others[OTHERS] = {{0}};
-	int nothers = 0, next_other = 0;
+	const img_rgb *hist[OTHERS] = {0};
+	int nh = 0, hnext = 0, np = 0;
 	buf scratch = {0};
 	uint64_t scored = 0, unscored = 0;
 	dist1 dist[3] = {{0}}; /* gain, contrast, with_image */
-	int failed = 0;
-	while (!failed && stream_run_read(&sr, &s)) {
-		size_t n;
-		const char *cap = sample_caption(&s, &scratch, &n, NULL);
-		member *imm = sample_image(&s, NULL);
-		img_rgb dec = {0}, im = {0};
-		img_decode_opts dopts;
-		img_decode_opts_default(&dopts);
-		mvl_err e;
-		int h = 0, w = 0, ok = cap && n && imm && img_decode(ic, imm->data, imm->size, &dopts, &dec, NULL, &e) == 0 &&
-					    smart_resize(dec.h, dec.w, 28, o.min_pixels, o.max_pixels, &h, &w, &e) == 0 &&
-					    img_resize(&dec, w, h, &im, &e) == 0;
-		with.n = without.n = 0;
-		ok = ok && chat_caption(b, bc, &t, cap, n, h, w, &with, &e) == 0 &&
-		     chat_caption(b, bc, &t, cap, n, 0, 0, &without, &e) == 0;
-		/* the same caption after each kept other image (its own size) */
-		chat_seq *q[2 + OTHERS] = {&with, &without};
-		const img_rgb *qi[2 + OTHERS] = {&im, NULL};
-		int nq = 2;
-		for (int k = 0; ok && k < nothers; k++) {
-			other_seq[k].n = 0;
-			if (chat_caption(b, bc, &t, cap, n, others[k].h, others[k].w, &other_seq[k], &e) == 0) {
-				q[nq] = &other_seq[k];
-				qi[nq++] = &others[k];
+	int failed = 0, more = 1;
+	while (!failed && more) {
+		more = stream_run_read(&sr, &P[np].s);
+		if (more) {
+			pend *p = &P[np++];
+			size_t n;
+			const char *cap = sample_caption(&p->s, &scratch, &n, NULL);
+			member *imm = sample_image(&p->s, NULL);
+			img_rgb dec = {0};
+			img_decode_opts dopts;
+			img_decode_opts_default(&dopts);
+			mvl_err e;
+			int h = 0, w = 0;
+			p->ok = cap && n && imm && img_decode(ic, imm->data, imm->size, &dopts, &dec, NULL, &e) == 0 &&
+				smart_resize(dec.h, dec.w, 28, o.min_pixels, o.max_pixels, &h, &w, &e) == 0 &&
+				img_resize(&dec, w, h, &p->im, &e) == 0;
+			img_rgb_free(&dec);
+			p->nq = 0;
+			for (int k = 0; k < 2 + OTHERS; k++)
+				p->seq[k].n = 0;
+			p->ok = p->ok && chat_caption(b, bc, &t, cap, n, h, w, &p->seq[0], &e) == 0 &&
+				chat_caption(b, bc, &t, cap, n, 0, 0, &p->seq[1], &e) == 0;
+			if (p->ok) {
+				p->img[0] = &p->im;
+				p->img[1] = NULL;
+				p->nq = 2;
+				/* the same caption after each of the last scored images */
+				for (int k = 0; k < nh; k++)
+					if (chat_caption(b, bc, &t, cap, n, hist[k]->h, hist[k]->w, &p->seq[p->nq], &e) == 0)
+						p->img[p->nq++] = hist[k];
+				hist[hnext] = &p->im;
+				hnext = (hnext + 1) % OTHERS;
+				if (nh < OTHERS)
+					nh++;
 			}
 		}
-		double ll[2 + OTHERS];
-		if (ok && score_seqs(m, &t, q, qi, nq, ll, &err) != 0) {
-			fprintf(stderr, "mvl score: '%s': %s\n", s.key, err.msg);
-			failed = 1;
-		} else if (ok) {
-			json_t *ps = json_pack("{s:f,s:f,s:f}", "with_image", ll[0], "without_image", ll[1], "gain", ll[0] - ll[1]);
-			dist_add(&dist[0], ll[0] - ll[1]);
-			dist_add(&dist[2], ll[0]);
-			if (nq > 2) {
-				double mo = 0;
-				for (int k = 2; k < nq; k++)
-					mo += ll[k];
-				json_object_set_new(ps, "contrast", json_real(ll[0] - mo / (nq - 2)));
-				dist_add(&dist[1], ll[0] - mo / (nq - 2));
+		if (np == 0 || (more && np < BATCH))
+			continue;
+		/* score the batch */
+		chat_seq *q[BATCH * (2 + OTHERS)];
+		const img_rgb *qi[BATCH * (2 + OTHERS)];
+		double ll[BATCH * (2 + OTHERS)];
+		int nq = 0;
+		for (int j = 0; j < np; j++)
+			for (int k = 0; P[j].ok && k < P[j].nq; k++) {
+				q[nq] = &P[j].seq[k];
+				qi[nq++] = P[j].img[k];
 			}
-			sample_json_set(&s, "pairscore", ps);
-			scored++;
-			/* this image becomes one of the next samples' others */
-			img_rgb_free(&others[next_other]);
-			others[next_other] = im;
-			im = (img_rgb){0};
-			next_other = (next_other + 1) % OTHERS;
-			if (nothers < OTHERS)
-				nothers++;
-		} else {
-			unscored++;
-		}
-		img_rgb_free(&dec);
-		img_rgb_free(&im);
-		if (!failed && stream_run_write(&sr, &s, &err) != 0)
+		if (nq && score_seqs(m, &t, q, qi, nq, ll, &err) != 0) {
+			fprintf(stderr, "mvl score: '%s': %s\n", P[0].s.key, err.msg);
 			failed = 1;
+		}
+		int at = 0;
+		for (int j = 0; !failed && j < np; j++) {
+			pend *p = &P[j];
+			if (p->ok) {
+				const double *l = ll + at;
+				at += p->nq;
+				json_t *ps = json_pack("{s:f,s:f,s:f}", "with_image", l[0], "without_image", l[1], "gain",
+						       l[0] - l[1]);
+				dist_add(&dist[0], l[0] - l[1]);
+				dist_add(&dist[2], l[0]);
+				if (p->nq > 2) {
+					double mo = 0;
+					for (int k = 2; k < p->nq; k++)
+						mo += l[k];
+					json_object_set_new(ps, "contrast", json_real(l[0] - mo / (p->nq - 2)));
+					dist_add(&dist[1], l[0] - mo / (p->nq - 2));
+				}
+				sample_json_set(&p->s, "pairscore", ps);
+				scored++;
+			} else {
+				unscored++;
+			}
+			if (stream_run_write(&sr, &p->s, &err) != 0)
+				failed = 1;
+		}
+		/* the images the next samples are scored against move out of
+		 * the batch; the rest are freed */
+		for (int k = 0; k < nh; k++)
+			for (int j = 0; j < np; j++)
+				if (hist[k] == &P[j].im) {
+					img_rgb_free(&others[k]);
+					others[k] = P[j].im;
+					P[j].im = (img_rgb){0};
+					hist[k] = &others[k];
+				}
+		for (int j = 0; j < np; j++) {
+			img_rgb_free(&P[j].im);
+			sample_clear(&P[j].s);
+		}
+		np = 0;
 	}
 	if (!o.so.quiet || unscored)
 		fprintf(stderr, "mvl score: %llu scored, %llu passed through unscored (no image or caption, or an "
@@ -281,14 +335,16 @@ int cmd_score(int argc, char **argv)
 	}
 	for (int k = 0; k < 3; k++)
 		free(dist[k].v);
-	chat_seq_free(&with);
-	chat_seq_free(&without);
-	for (int k = 0; k < OTHERS; k++) {
-		chat_seq_free(&other_seq[k]);
-		img_rgb_free(&others[k]);
+	for (int j = 0; j < BATCH; j++) {
+		for (int k = 0; k < 2 + OTHERS; k++)
+			chat_seq_free(&P[j].seq[k]);
+		img_rgb_free(&P[j].im);
+		sample_free(&P[j].s);
 	}
+	free(P);
+	for (int k = 0; k < OTHERS; k++)
+		img_rgb_free(&others[k]);
 	buf_free(&scratch);
-	sample_free(&s);
 	img_ctx_free(ic);
 	bpe_ctx_free(bc);
 	bpe_free(b);
