@@ -14,7 +14,7 @@ only).  Writes WebDataset tar shards of rendered shape scenes:
   OUT/labels.tsv                          ground truth: key, kind, subtype
   OUT/synth.json                          seed, options, counts by kind of dirt
 
-    synth.py --out DIR [--seed N] [--scale F] [--shard-size N]
+    synth.py --out DIR [--seed N] [--scale F] [--eval-samples N] [--shard-size N]
     synth.py --out DIR --check REJECTS_TSV   (what a filter run caught, by kind)
 
 Scenes.  A canvas of 112..224 px a side (any aspect up to 2:1), a greyish
@@ -830,6 +830,8 @@ def generate(args):
     out = args.out
     s = args.scale
     cnt = {k: max(1, round(v * s)) for k, v in DEFAULT_COUNTS.items()}
+    if args.eval_samples:
+        cnt["eval"] = args.eval_samples
     rng = random.Random(args.seed)
     info = {"seed": args.seed, "eval_seed": args.eval_seed, "scale": s, "shard_size": args.shard_size,
             "generator": "scripts/synth.py", "planned_shares": dict(DIRT), "sources": {}}
@@ -1000,6 +1002,8 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies every count (1: 2500 captions, 1000 conversations, 500 texts, 300 per eval split)")
     ap.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
+    ap.add_argument("--eval-samples", type=int, default=0,
+                    help="samples per eval split (default: 300 x scale); a small train set can have a large eval set")
     ap.add_argument("--check", metavar="REJECTS_TSV",
                     help="compare a rejects TSV (mvl filter --rejects) with OUT/labels.tsv; generate nothing")
     ap.add_argument("--subtypes", action="store_true", help="with --check: a line per subtype of dirt")

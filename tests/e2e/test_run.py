@@ -54,12 +54,13 @@ stages:
 eval:
   sets: {captions_dev: eval/captions_dev, captions_test: eval/captions_test, qa_dev: eval/qa_dev, qa_test: eval/qa_test}
   resolutions: [3136, 12544]
+  max_samples: 300
 """ % {"b": budget, "m": multitask, "w": warmup}
 
 
 def setup():
     p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "synth.py"), "--out", DATA, "--seed", "5",
-                        "--scale", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                        "--scale", "0.3", "--eval-samples", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     if p.returncode != 0:
         raise SystemExit("synth.py failed: %s" % p.stderr.decode()[-400:])
     with open(RECIPE, "w") as f:
@@ -223,10 +224,11 @@ def _():
     with open(os.path.join(RUN, "eval.json")) as f:
         ev = json.load(f)
     acc = ev["test"]["default"]["retrieval_accuracy"]
-    # 8 candidates: chance is 0.125; ~90 held-out images, so 0.22 is about
-    # three standard deviations above it (the recipe reaches ~0.32)
+    # 8 candidates: chance is 0.125; over 300 held-out images its standard
+    # deviation is 0.019, so 0.18 is three of them above (the recipe reaches
+    # 0.2-0.3 depending on threads, which change float summation order)
     sys.stderr.write("# held-out retrieval accuracy %.3f (chance 0.125)\n" % acc)
-    expect(acc >= 0.22, "retrieval accuracy %.3f: not clearly above chance (0.125)" % acc)
+    expect(acc >= 0.18, "retrieval accuracy %.3f: not clearly above chance (0.125)" % acc)
 
 
 @check("broken_recipe_stops_before_any_work")
