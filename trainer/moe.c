@@ -1,6 +1,7 @@
 /* moe.c: the MoE FFN of moe.h.  Rows are grouped by expert so that each
  * expert runs as three sgemms on its gathered rows, never per token. */
 #include "moe.h"
+#include "moe_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -8,21 +9,6 @@
 
 #include "util.h"
 
-struct moe_act {
-	int n, na, nseg, E, k;
-	size_t cap_n, cap_a, cap_seg;
-	float *s;             /* [n, E] sigmoid scores of routed rows */
-	int *choice;          /* [n, k] chosen expert, -1: row not routed */
-	float *gate;          /* [n, k] gate weight of each slot */
-	unsigned char *kept;  /* [n, k] */
-	int *rseg;            /* [n] segment index of each row, -1 none */
-	float *f;             /* [nseg, E] balance loss counts f_i */
-	int *ofs;             /* [E + 1] kept assignments, grouped by expert */
-	int *arow, *aslot;    /* [na] row and slot (row * k + j), row order within an expert */
-	float *xg, *y;        /* [na, d] gathered inputs, expert outputs before the gate */
-	float *g, *u, *h;     /* [na, fe] */
-	float *sg, *su, *sh;  /* [n, fs] the shared expert */
-};
 
 void moe_w_alloc(moe_w *w, int experts)
 {
@@ -120,10 +106,10 @@ static uint64_t mix(uint64_t h, uint64_t v)
 /* ---------------------------------------------------------------------- */
 /* forward */
 
-void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const float *x, int n, const attn_seg *seg,
-	     int nseg, moe_count *cnt)
+int moe_route(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const float *x, int n,
+	      const attn_seg *seg, int nseg)
 {
-	int E = s->experts, k = s->top_k, d = s->d, fe = s->expert_mlp, fs = s->shared_mlp;
+	int E = s->experts, k = s->top_k, d = s->d, fs = s->shared_mlp;
 	act_reserve(a, s, n, nseg);
 	a->n = n;
 	a->nseg = nseg;
@@ -170,9 +156,20 @@ void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const flo
 		for (int j = 0; j < k; j++)
 			a->gate[(size_t)t * k + j] = (float)(s->routed_scale * st[ch[j]] / sum);
 	}
-	/* capacity, first come first served in row order; group by expert */
-	long long cap = s->capacity > 0 ? (long long)ceil((double)s->capacity * T * k / E) : (long long)n * k + 1;
-	int *used = xcalloc((size_t)E, sizeof *used);
+	return T;
+}
+
+long long moe_cap(const moe_shape *s, long long T)
+{
+	if (s->capacity > 0)
+		return (long long)ceil((double)s->capacity * (double)T * s->top_k / s->experts);
+	return T * s->top_k + 1;
+}
+
+void moe_keep(const moe_shape *s, moe_act *a, long long cap, const long long *before, moe_count *cnt)
+{
+	int E = s->experts, k = s->top_k, n = a->n;
+	long long *used = xcalloc((size_t)E, sizeof *used);
 	uint64_t dg = cnt->digest;
 	for (int t = 0; t < n; t++)
 		for (int j = 0; j < k; j++) {
@@ -180,7 +177,7 @@ void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const flo
 			int e = a->choice[sl];
 			if (e < 0)
 				continue;
-			a->kept[sl] = used[e] < cap;
+			a->kept[sl] = (before ? before[e] : 0) + used[e] < cap;
 			used[e] += a->kept[sl];
 			cnt->routed++;
 			cnt->dropped += !a->kept[sl];
@@ -191,7 +188,7 @@ void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const flo
 	cnt->digest = dg;
 	a->ofs[0] = 0;
 	for (int e = 0; e < E; e++)
-		a->ofs[e + 1] = a->ofs[e] + used[e];
+		a->ofs[e + 1] = a->ofs[e] + (int)used[e];
 	a->na = a->ofs[E];
 	memset(used, 0, (size_t)E * sizeof *used);
 	for (int t = 0; t < n; t++)
@@ -200,26 +197,33 @@ void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const flo
 			int e = a->choice[sl];
 			if (e < 0 || !a->kept[sl])
 				continue;
-			int r = a->ofs[e] + used[e]++;
+			int r = a->ofs[e] + (int)used[e]++;
 			a->arow[r] = t;
 			a->aslot[r] = (int)sl;
 		}
 	free(used);
-	/* each expert on its rows: xg [ne, d] -> g, u [ne, fe] -> h -> y [ne, d] */
-	for (int e = 0; e < E; e++) {
-		int o = a->ofs[e], ne = a->ofs[e + 1] - o;
-		if (!ne)
-			continue;
-		float *xg = a->xg + (size_t)o * d;
-		for (int r = 0; r < ne; r++)
-			memcpy(xg + (size_t)r * d, x + (size_t)a->arow[o + r] * d, (size_t)d * sizeof *xg);
-		float *g = a->g + (size_t)o * fe, *u = a->u + (size_t)o * fe, *h = a->h + (size_t)o * fe;
-		linear_fwd(g, xg, w->gate[e], ne, d, fe);
-		linear_fwd(u, xg, w->up[e], ne, d, fe);
-		swiglu_fwd(h, g, u, (size_t)ne * fe);
-		linear_fwd(a->y + (size_t)o * d, h, w->down[e], ne, fe, d);
-	}
-	/* y_t += g y_e; a row's experts add in expert order */
+}
+
+void moe_gather(const moe_shape *s, moe_act *a, const float *x)
+{
+	int d = s->d;
+	for (int r = 0; r < a->na; r++)
+		memcpy(a->xg + (size_t)r * d, x + (size_t)a->arow[r] * d, (size_t)d * sizeof *a->xg);
+}
+
+void moe_expert_fwd(const moe_shape *s, const moe_w *w, int e, const float *xg, float *g, float *u, float *h,
+		    float *ye, int ne)
+{
+	int d = s->d, fe = s->expert_mlp;
+	linear_fwd(g, xg, w->gate[e], ne, d, fe);
+	linear_fwd(u, xg, w->up[e], ne, d, fe);
+	swiglu_fwd(h, g, u, (size_t)ne * fe);
+	linear_fwd(ye, h, w->down[e], ne, fe, d);
+}
+
+void moe_combine(const moe_shape *s, const moe_act *a, float *y)
+{
+	int d = s->d;
 	for (int r = 0; r < a->na; r++) {
 		float gt = a->gate[a->aslot[r]];
 		float *yt = y + (size_t)a->arow[r] * d;
@@ -227,95 +231,108 @@ void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const flo
 		for (int i = 0; i < d; i++)
 			yt[i] += gt * ye[i];
 	}
-	/* the balance term per segment */
-	if (s->balance_alpha > 0) {
-		double aux = 0;
-		for (int q = 0; q < nseg; q++) {
-			float *f = a->f + (size_t)q * E;
-			memset(f, 0, (size_t)E * sizeof *f);
-			for (int t = seg[q].start; t < seg[q].start + seg[q].len; t++)
-				for (int j = 0; j < k; j++)
-					f[a->choice[(size_t)t * k + j]] += 1;
-			for (int e = 0; e < E; e++)
-				f[e] *= (float)E / ((float)k * (float)seg[q].len);
-			for (int t = seg[q].start; t < seg[q].start + seg[q].len; t++) {
-				const float *st = a->s + (size_t)t * E;
-				double z = 0, dot = 0;
-				for (int e = 0; e < E; e++) {
-					z += st[e];
-					dot += (double)f[e] * st[e];
-				}
-				aux += dot / z;
+}
+
+void moe_balance(const moe_shape *s, moe_act *a, const attn_seg *seg, int nseg, moe_count *cnt)
+{
+	int E = s->experts, k = s->top_k;
+	if (s->balance_alpha <= 0)
+		return;
+	double aux = 0;
+	for (int q = 0; q < nseg; q++) {
+		float *f = a->f + (size_t)q * E;
+		memset(f, 0, (size_t)E * sizeof *f);
+		for (int t = seg[q].start; t < seg[q].start + seg[q].len; t++)
+			for (int j = 0; j < k; j++)
+				f[a->choice[(size_t)t * k + j]] += 1;
+		for (int e = 0; e < E; e++)
+			f[e] *= (float)E / ((float)k * (float)seg[q].len);
+		for (int t = seg[q].start; t < seg[q].start + seg[q].len; t++) {
+			const float *st = a->s + (size_t)t * E;
+			double z = 0, dot = 0;
+			for (int e = 0; e < E; e++) {
+				z += st[e];
+				dot += (double)f[e] * st[e];
 			}
+			aux += dot / z;
 		}
-		cnt->aux += s->balance_alpha * aux;
 	}
+	cnt->aux += s->balance_alpha * aux;
+}
+
+void moe_fwd(const moe_shape *s, const moe_w *w, moe_act *a, float *y, const float *x, int n, const attn_seg *seg,
+	     int nseg, moe_count *cnt)
+{
+	int E = s->experts, d = s->d, fe = s->expert_mlp;
+	int T = moe_route(s, w, a, y, x, n, seg, nseg);
+	moe_keep(s, a, moe_cap(s, T), NULL, cnt);
+	moe_gather(s, a, x);
+	for (int e = 0; e < E; e++) {
+		int o = a->ofs[e], ne = a->ofs[e + 1] - o;
+		if (ne)
+			moe_expert_fwd(s, w, e, a->xg + (size_t)o * d, a->g + (size_t)o * fe, a->u + (size_t)o * fe,
+				       a->h + (size_t)o * fe, a->y + (size_t)o * d, ne);
+	}
+	moe_combine(s, a, y);
+	moe_balance(s, a, seg, nseg, cnt);
 }
 
 /* ---------------------------------------------------------------------- */
 /* backward */
 
-void moe_bwd(const moe_shape *s, const moe_w *w, const moe_act *a, float *dx, const float *dy, const float *x,
-	     float scale)
+void moe_shared_bwd(const moe_shape *s, const moe_w *w, const moe_act *a, float *dx, const float *dy,
+		    const float *x)
 {
-	int E = s->experts, k = s->top_k, d = s->d, fe = s->expert_mlp, fs = s->shared_mlp, n = a->n;
-	/* the shared expert */
-	if (fs > 0) {
-		float *dh = xcalloc((size_t)n * fs, sizeof *dh), *dgs = xcalloc((size_t)n * fs, sizeof *dgs),
-		      *dus = xcalloc((size_t)n * fs, sizeof *dus);
-		linear_bwd(dh, w->dsdown, dy, a->sh, w->sdown, n, fs, d);
-		swiglu_bwd(dgs, dus, dh, a->sg, a->su, (size_t)n * fs);
-		linear_bwd(dx, w->dsgate, dgs, x, w->sgate, n, d, fs);
-		linear_bwd(dx, w->dsup, dus, x, w->sup, n, d, fs);
-		free(dh);
-		free(dgs);
-		free(dus);
-	}
-	/* routed experts: y_t += g y_e  ->  dy_e = g dy_t, dg = <dy_t, y_e> */
-	float *dgate = xcalloc((size_t)n * k + 1, sizeof *dgate);
-	int maxne = 0;
-	for (int e = 0; e < E; e++)
-		if (a->ofs[e + 1] - a->ofs[e] > maxne)
-			maxne = a->ofs[e + 1] - a->ofs[e];
-	float *dye = xmalloc(((size_t)maxne * d + 1) * sizeof *dye), *dxe = xmalloc(((size_t)maxne * d + 1) * sizeof *dxe);
-	float *dh = xmalloc(((size_t)maxne * fe + 1) * sizeof *dh), *dg = xmalloc(((size_t)maxne * fe + 1) * sizeof *dg),
-	      *du = xmalloc(((size_t)maxne * fe + 1) * sizeof *du);
-	for (int e = 0; e < E; e++) {
-		int o = a->ofs[e], ne = a->ofs[e + 1] - o;
-		if (!ne)
-			continue;
-		for (int r = 0; r < ne; r++) {
-			const float *dyt = dy + (size_t)a->arow[o + r] * d, *ye = a->y + (size_t)(o + r) * d;
-			float gt = a->gate[a->aslot[o + r]];
-			double dot = 0;
-			for (int i = 0; i < d; i++) {
-				dye[(size_t)r * d + i] = gt * dyt[i];
-				dot += (double)dyt[i] * ye[i];
-			}
-			dgate[a->aslot[o + r]] = (float)dot;
-		}
-		memset(dh, 0, (size_t)ne * fe * sizeof *dh);
-		linear_bwd(dh, w->ddown ? w->ddown[e] : NULL, dye, a->h + (size_t)o * fe, w->down[e], ne, fe, d);
-		memset(dg, 0, (size_t)ne * fe * sizeof *dg);
-		memset(du, 0, (size_t)ne * fe * sizeof *du);
-		swiglu_bwd(dg, du, dh, a->g + (size_t)o * fe, a->u + (size_t)o * fe, (size_t)ne * fe);
-		memset(dxe, 0, (size_t)ne * d * sizeof *dxe);
-		const float *xg = a->xg + (size_t)o * d;
-		linear_bwd(dxe, w->dgate ? w->dgate[e] : NULL, dg, xg, w->gate[e], ne, d, fe);
-		linear_bwd(dxe, w->dup ? w->dup[e] : NULL, du, xg, w->up[e], ne, d, fe);
-		for (int r = 0; r < ne; r++) {
-			float *dxt = dx + (size_t)a->arow[o + r] * d;
-			for (int i = 0; i < d; i++)
-				dxt[i] += dxe[(size_t)r * d + i];
-		}
-	}
-	free(dye);
-	free(dxe);
+	int d = s->d, fs = s->shared_mlp, n = a->n;
+	if (fs <= 0)
+		return;
+	float *dh = xcalloc((size_t)n * fs, sizeof *dh), *dgs = xcalloc((size_t)n * fs, sizeof *dgs),
+	      *dus = xcalloc((size_t)n * fs, sizeof *dus);
+	linear_bwd(dh, w->dsdown, dy, a->sh, w->sdown, n, fs, d);
+	swiglu_bwd(dgs, dus, dh, a->sg, a->su, (size_t)n * fs);
+	linear_bwd(dx, w->dsgate, dgs, x, w->sgate, n, d, fs);
+	linear_bwd(dx, w->dsup, dus, x, w->sup, n, d, fs);
 	free(dh);
-	free(dg);
-	free(du);
-	/* into the scores: g_j = rs s_j / S  ->  ds_j = rs / S (dg_j - sum_i dg_i s_i / S);
-	 * the balance term: p = s / Z  ->  ds_e += (dp_e - sum_i dp_i p_i) / Z, dp = alpha scale f */
+	free(dgs);
+	free(dus);
+}
+
+/* y_t += g y_e  ->  dy_e = g dy_t, dg = <dy_t, y_e> */
+void moe_gate_grad(const moe_shape *s, const moe_act *a, const float *dy, float *dye, float *dgate)
+{
+	int d = s->d;
+	for (int r = 0; r < a->na; r++) {
+		const float *dyt = dy + (size_t)a->arow[r] * d, *ye = a->y + (size_t)r * d;
+		float gt = a->gate[a->aslot[r]];
+		double dot = 0;
+		for (int i = 0; i < d; i++) {
+			dye[(size_t)r * d + i] = gt * dyt[i];
+			dot += (double)dyt[i] * ye[i];
+		}
+		dgate[a->aslot[r]] = (float)dot;
+	}
+}
+
+void moe_expert_bwd(const moe_shape *s, const moe_w *w, int e, const float *dye, const float *xg,
+		    const float *g, const float *u, const float *h, float *dxe, int ne, float *scratch)
+{
+	int d = s->d, fe = s->expert_mlp;
+	size_t m = (size_t)ne * fe;
+	float *dh = scratch, *dg = scratch + m, *du = scratch + 2 * m;
+	memset(scratch, 0, 3 * m * sizeof *scratch);
+	linear_bwd(dh, w->ddown ? w->ddown[e] : NULL, dye, h, w->down[e], ne, fe, d);
+	swiglu_bwd(dg, du, dh, g, u, m);
+	memset(dxe, 0, (size_t)ne * d * sizeof *dxe);
+	linear_bwd(dxe, w->dgate ? w->dgate[e] : NULL, dg, xg, w->gate[e], ne, d, fe);
+	linear_bwd(dxe, w->dup ? w->dup[e] : NULL, du, xg, w->up[e], ne, d, fe);
+}
+
+/* g_j = rs s_j / S  ->  ds_j = rs / S (dg_j - sum_i dg_i s_i / S);
+ * the balance term: p = s / Z  ->  ds_e += (dp_e - sum_i dp_i p_i) / Z, dp = alpha scale f */
+void moe_router_bwd(const moe_shape *s, const moe_w *w, const moe_act *a, float *dx, const float *x,
+		    const float *dgate, float scale)
+{
+	int E = s->experts, k = s->top_k, d = s->d, n = a->n;
 	float *dl = xcalloc((size_t)n * E + 1, sizeof *dl);
 	for (int t = 0; t < n; t++) {
 		if (a->rseg[t] < 0)
@@ -347,6 +364,38 @@ void moe_bwd(const moe_shape *s, const moe_w *w, const moe_act *a, float *dx, co
 	}
 	linear_bwd(dx, w->drouter, dl, x, w->router, n, d, E);
 	free(dl);
+}
+
+void moe_bwd(const moe_shape *s, const moe_w *w, const moe_act *a, float *dx, const float *dy, const float *x,
+	     float scale)
+{
+	int E = s->experts, k = s->top_k, d = s->d, fe = s->expert_mlp, n = a->n;
+	moe_shared_bwd(s, w, a, dx, dy, x);
+	float *dgate = xcalloc((size_t)n * k + 1, sizeof *dgate);
+	float *dye = xmalloc(((size_t)a->na * d + 1) * sizeof *dye);
+	moe_gate_grad(s, a, dy, dye, dgate);
+	int maxne = 0;
+	for (int e = 0; e < E; e++)
+		if (a->ofs[e + 1] - a->ofs[e] > maxne)
+			maxne = a->ofs[e + 1] - a->ofs[e];
+	float *dxe = xmalloc(((size_t)maxne * d + 1) * sizeof *dxe);
+	float *scratch = xmalloc((3 * (size_t)maxne * fe + 1) * sizeof *scratch);
+	for (int e = 0; e < E; e++) {
+		int o = a->ofs[e], ne = a->ofs[e + 1] - o;
+		if (!ne)
+			continue;
+		moe_expert_bwd(s, w, e, dye + (size_t)o * d, a->xg + (size_t)o * d, a->g + (size_t)o * fe,
+			       a->u + (size_t)o * fe, a->h + (size_t)o * fe, dxe, ne, scratch);
+		for (int r = 0; r < ne; r++) {
+			float *dxt = dx + (size_t)a->arow[o + r] * d;
+			for (int i = 0; i < d; i++)
+				dxt[i] += dxe[(size_t)r * d + i];
+		}
+	}
+	free(dye);
+	free(dxe);
+	free(scratch);
+	moe_router_bwd(s, w, a, dx, x, dgate, scale);
 	free(dgate);
 }
 

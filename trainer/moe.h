@@ -29,6 +29,8 @@
  * into the scores and the router (the top-k choice itself is not
  * differentiated), through each kept expert, and through the shared one.
  * Every matmul is one sgemm per expert on its gathered rows.
+ *
+ * moe_ep.h runs the same layer with the experts spread over MPI ranks.
  */
 #ifndef MVL_MOE_H
 #define MVL_MOE_H
