@@ -6,6 +6,12 @@
 
 #include <mpi.h>
 
+/* one MoE layer's routed experts: adjacent tensors, rank q's [displs[q],
+ * displs[q] + counts[q]) of them (floats of the parameter buffer) */
+typedef struct expert_block {
+	int *counts, *displs;
+} expert_block;
+
 typedef struct bucket {
 	size_t lo, hi;   /* floats of the flat gradient buffer */
 	size_t ready;    /* of them reported final in this backward */
@@ -21,6 +27,8 @@ struct ddp {
 	bucket *b;
 	int nb, next;            /* buckets; the next one to start */
 	MPI_Request *req;
+	expert_block *eb;        /* expert parallel: the MoE layers' experts */
+	int neb;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -69,7 +77,8 @@ static void make_buckets(ddp *p, size_t target)
 	int open = 0;
 	for (int i = m->nt - 1; i >= 0; i--) {
 		const mtensor *t = &m->t[i];
-		if (!(m->trainable & t->part)) {
+		/* an expert's gradient is complete on its owner: nothing to sum */
+		if (!(m->trainable & t->part) || model_expert_owner(m, i) >= 0) {
 			if (open)
 				p->b[p->nb++] = cur;
 			open = 0;
@@ -91,6 +100,32 @@ static void make_buckets(ddp *p, size_t target)
 	p->req = xcalloc((size_t)p->nb + 1, sizeof *p->req);
 	for (int k = 0; k < p->nb; k++)
 		p->req[k] = MPI_REQUEST_NULL;
+}
+
+/* expert parallel: each run of adjacent expert tensors (one MoE layer's
+ * experts, in expert order, so in owner order) and every owner's part */
+static void find_expert_blocks(ddp *p)
+{
+	const model *m = p->m;
+	int N = p->d->size;
+	p->eb = xcalloc((size_t)m->nt + 1, sizeof *p->eb);
+	for (int i = 0; i < m->nt;) {
+		if (model_expert_owner(m, i) < 0) {
+			i++;
+			continue;
+		}
+		expert_block *e = &p->eb[p->neb++];
+		e->counts = xcalloc((size_t)N, sizeof *e->counts);
+		e->displs = xcalloc((size_t)N, sizeof *e->displs);
+		for (int q = 0; q < N; q++)
+			e->displs[q] = -1;
+		for (; i < m->nt && model_expert_owner(m, i) >= 0; i++) {
+			int q = model_expert_owner(m, i);
+			if (e->displs[q] < 0)
+				e->displs[q] = (int)m->t[i].off;
+			e->counts[q] += (int)m->t[i].n;
+		}
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -121,6 +156,7 @@ ddp *ddp_new(dist *d, model *m, int zero, size_t bucket_bytes)
 	} else {
 		make_buckets(p, bucket_bytes ? bucket_bytes : (size_t)25 << 20);
 	}
+	find_expert_blocks(p);
 	return p;
 }
 
@@ -137,6 +173,11 @@ void ddp_free(ddp *p)
 	free(p->slice);
 	free(p->b);
 	free(p->req);
+	for (int k = 0; k < p->neb; k++) {
+		free(p->eb[k].counts);
+		free(p->eb[k].displs);
+	}
+	free(p->eb);
 	free(p);
 }
 
@@ -184,13 +225,24 @@ void ddp_reduce_grads(ddp *p)
 	p->d->comm_s += now_sec() - t0;
 }
 
+int ddp_expert_parallel(const ddp *p)
+{
+	return p->neb > 0;
+}
+
 void ddp_gather_params(ddp *p)
 {
-	if (!p->zero || p->d->size < 2)
+	if (p->d->size < 2)
 		return;
 	double t0 = now_sec();
-	MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p->m->params, p->counts, p->displs, MPI_FLOAT,
-		       MPI_COMM_WORLD);
+	if (p->zero)
+		MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p->m->params, p->counts, p->displs, MPI_FLOAT,
+			       MPI_COMM_WORLD);
+	/* every rank keeps every expert's weights: checkpoints and the
+	 * forward-only evaluation on rank 0 read them */
+	for (int k = 0; k < p->neb; k++)
+		MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, p->m->params, p->eb[k].counts, p->eb[k].displs,
+			       MPI_FLOAT, MPI_COMM_WORLD);
 	p->d->comm_s += now_sec() - t0;
 }
 
@@ -207,6 +259,33 @@ void ddp_gather_optim(ddp *p, const adamw *o, float **fm, float **fv)
 		}
 	}
 	*fm = *fv = NULL;
+	if (p->neb > 0 && p->d->size > 1) {
+		/* expert parallel (whole buffers, no ZeRO): rank 0 holds all but
+		 * the other owners' experts */
+		double t0 = now_sec();
+		for (int k = 0; k < p->neb; k++) {
+			const expert_block *e = &p->eb[k];
+			int me = p->d->rank;
+			for (int w = 0; w < 2; w++) {
+				float *buf = w ? sv : sm;
+				if (me == 0)
+					MPI_Gatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, e->counts, e->displs, MPI_FLOAT, 0,
+						    MPI_COMM_WORLD);
+				else
+					MPI_Gatherv(buf + e->displs[me], e->counts[me], MPI_FLOAT, NULL, NULL, NULL,
+						    MPI_FLOAT, 0, MPI_COMM_WORLD);
+			}
+		}
+		p->d->comm_s += now_sec() - t0;
+		if (p->d->rank == 0) {
+			*fm = sm;
+			*fv = sv;
+		} else {
+			free(sm);
+			free(sv);
+		}
+		return;
+	}
 	if (p->d->size < 2 || !p->zero) {
 		/* one rank (or every rank holding everything): the slice is the whole */
 		*fm = sm;
@@ -239,4 +318,13 @@ void ddp_sum_moe_load(ddp *p, model *m)
 	dist_sum_u64(p->d, c, 2);
 	m->moe.routed = c[0];
 	m->moe.dropped = c[1];
+}
+
+int ddp_owns(const ddp *p, int i)
+{
+	const model *m = p->m;
+	if (!(m->trainable & m->t[i].part))
+		return 0;
+	int q = model_expert_owner(m, i);
+	return q < 0 || q == p->d->rank;
 }

@@ -26,6 +26,18 @@
  * rank falls by N (for the trainable floats; a partly frozen model may
  * shard unevenly, since the slices cut the whole buffer).
  *
+ * Expert parallel (the model set so with model_set_expert_parallel before
+ * ddp_new; not with ZeRO): the routed experts' tensors are in no bucket,
+ * since their owner's gradient is already complete and other ranks hold
+ * none.  Each owner's optimizer updates its own experts (the caller drops
+ * the optimizer state of the others, ddp_owns), and ddp_gather_params()
+ * allgathers the experts' updated weights, one MPI_Allgatherv per MoE
+ * layer, so that every rank's parameter buffer stays whole and identical
+ * after each step.  That costs each rank the other owners' experts once
+ * a step ((N-1)/N of the experts' floats received), half what a ring
+ * allreduce of their gradients would move; keeping the buffer whole is
+ * what lets rank 0 alone write checkpoints and evaluate.
+ *
  * Every call is collective: all ranks make it, in the same order.  On a
  * single process they only do the local part (no MPI).  Errors are MPI's
  * default (fatal: the job ends), so nothing here returns one.
@@ -64,14 +76,25 @@ void ddp_reduce_grads(ddp *p);
  * dropped counts) over the ranks, before model_moe_balance(). */
 void ddp_sum_moe_load(ddp *p, model *m);
 
-/* ddp_gather_params() : ZeRO: every rank's updated slice of the parameters
- * to every rank.  Nothing without ZeRO (each rank updated everything). */
+/* ddp_expert_parallel() : 1 when the model was expert parallel at ddp_new */
+int ddp_expert_parallel(const ddp *p);
+
+/* ddp_owns() : whether this rank's optimizer updates tensor i: every
+ * trainable tensor but, under expert parallelism, other owners' experts.
+ * (ZeRO's slices are the optimizer's own business: adamw_init_shard.) */
+int ddp_owns(const ddp *p, int i);
+
+/* ddp_gather_params() : after the optimizer step: ZeRO: every rank's
+ * updated slice of the parameters to every rank; expert parallel: every
+ * owner's experts to every rank.  Nothing otherwise (each rank updated
+ * everything). */
 void ddp_gather_params(ddp *p);
 
-/* ddp_gather_optim() : ZeRO: the slices of o's m and v onto rank 0, as
- * flat buffers of nparams floats (tensor i at t[i].off; frozen ones 0) in
- * *m and *v, for a checkpoint in the single-process format.  Other ranks
- * get NULL.  The caller frees them. */
+/* ddp_gather_optim() : ZeRO: the slices of o's m and v onto rank 0 (expert
+ * parallel: the other owners' experts' m and v), as flat buffers of
+ * nparams floats (tensor i at t[i].off; frozen ones 0) in *m and *v, for a
+ * checkpoint in the single-process format.  Other ranks get NULL.  The
+ * caller frees them. */
 void ddp_gather_optim(ddp *p, const adamw *o, float **m, float **v);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "moe.h"
+#include "moe_ep.h"
 #include "ops.h"
 
 enum { PATCH = 14, PATCH_IN = 3 * 14 * 14, LOGIT_ROWS = 256 };
@@ -65,6 +66,7 @@ static mtensor *add(model *m, int part, int no_decay, int r, int c, const char *
 	t->off = m->nparams;
 	t->part = part;
 	t->no_decay = no_decay;
+	t->expert = -1;
 	m->nparams += t->n;
 	return t;
 }
@@ -132,9 +134,9 @@ model *model_new(const model_config *c, uint64_t seed)
 			add(m, MPART_LLM, 0, D, Fs, "model.layers.%d.mlp.shared_experts.down_proj.weight", i);
 		}
 		for (int j = 0; j < E; j++) {
-			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, j);
-			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, j);
-			add(m, MPART_LLM, 0, D, Fe, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, j);
+			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, j)->expert = j;
+			add(m, MPART_LLM, 0, Fe, D, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, j)->expert = j;
+			add(m, MPART_LLM, 0, D, Fe, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, j)->expert = j;
 		}
 	}
 	add(m, MPART_LLM, 1, D, 0, "model.norm.weight", 0);
@@ -233,6 +235,7 @@ typedef struct block_w {
 	const float *norm1, *q, *k, *v, *o, *qn, *kn, *norm2, *gate, *up, *down;
 	float *dnorm1, *dq, *dk, *dv, *dout, *dqn, *dkn, *dnorm2, *dgate, *dup, *ddown;
 	moe_w *moe;              /* NULL: the dense mlp */
+	moe_ep *ep;              /* with moe: its experts spread over the ranks */
 } block_w;
 
 typedef struct block_shape {
@@ -246,8 +249,9 @@ typedef struct block_shape {
 	float scale;             /* the loss scale, for the MoE balance term */
 } block_shape;
 
-/* x -> out; saves what the backward needs in b (b->x holds x) */
-static void block_fwd(const block_shape *s, const block_w *w, block_act *b, float *out, float *tmp)
+/* x -> out; saves what the backward needs in b (b->x holds x).
+ * @return 0, or -1 with *err when an expert parallel exchange failed */
+static int block_fwd(const block_shape *s, const block_w *w, block_act *b, float *out, float *tmp, mvl_err *err)
 {
 	size_t n = s->n;
 	int hq = s->H * s->dh, hkv = s->Hkv * s->dh;
@@ -270,7 +274,10 @@ static void block_fwd(const block_shape *s, const block_w *w, block_act *b, floa
 	for (size_t i = 0; i < n * s->d; i++)
 		b->xmid[i] = b->x[i] + tmp[i];
 	rmsnorm_fwd(b->n2, b->r2, b->xmid, w->norm2, (int)n, s->d, s->eps);
-	if (w->moe) {
+	if (w->ep) {
+		if (moe_ep_fwd(w->ep, s->moe, w->moe, b->moe, tmp, b->n2, (int)n, s->seg, s->nseg, &b->mc, err) != 0)
+			return -1;
+	} else if (w->moe) {
 		moe_fwd(s->moe, w->moe, b->moe, tmp, b->n2, (int)n, s->seg, s->nseg, &b->mc);
 	} else {
 		linear_fwd(b->g, b->n2, w->gate, (int)n, s->d, s->f);
@@ -280,6 +287,7 @@ static void block_fwd(const block_shape *s, const block_w *w, block_act *b, floa
 	}
 	for (size_t i = 0; i < n * s->d; i++)
 		out[i] = b->xmid[i] + tmp[i];
+	return 0;
 }
 
 /* scratch for a block's backward, sized by the caller */
@@ -287,14 +295,19 @@ typedef struct block_scratch {
 	float *dh, *dg, *du, *dn, *dq, *dk, *dv, *dqraw, *dkraw, *dattn;
 } block_scratch;
 
-/* dx: in, the gradient of the block's output; out, of its input */
-static void block_bwd(const block_shape *s, const block_w *w, const block_act *b, float *dx, block_scratch *t)
+/* dx: in, the gradient of the block's output; out, of its input.
+ * @return 0, or -1 with *err as block_fwd */
+static int block_bwd(const block_shape *s, const block_w *w, const block_act *b, float *dx, block_scratch *t,
+		     mvl_err *err)
 {
 	size_t n = s->n;
 	int hq = s->H * s->dh, hkv = s->Hkv * s->dh;
 	/* mlp: out = xmid + down(swiglu(gate(n2), up(n2))), or the MoE */
 	memset(t->dn, 0, n * s->d * sizeof(float));
-	if (w->moe) {
+	if (w->ep) {
+		if (moe_ep_bwd(w->ep, s->moe, w->moe, b->moe, t->dn, dx, b->n2, s->scale, err) != 0)
+			return -1;
+	} else if (w->moe) {
 		moe_bwd(s->moe, w->moe, b->moe, t->dn, dx, b->n2, s->scale);
 	} else {
 		memset(t->dh, 0, n * s->f * sizeof(float));
@@ -330,6 +343,7 @@ static void block_bwd(const block_shape *s, const block_w *w, const block_act *b
 	linear_bwd(t->dn, w->dk, dk, b->n1, w->k, (int)n, s->d, hkv);
 	linear_bwd(t->dn, w->dv, t->dv, b->n1, w->v, (int)n, s->d, hkv);
 	rmsnorm_bwd(dx, w->dnorm1, t->dn, b->x, w->norm1, b->r1, (int)n, s->d); /* dx = d x */
+	return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -625,7 +639,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 			block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
 					 a->vseg, a->nvseg, NULL, 0};
 			block_w w = vit_w(m, l, 0);
-			block_fwd(&s, &w, &a->vb[l], l + 1 < c->vit_layers ? a->vb[l + 1].x : a->vout, tmp);
+			block_fwd(&s, &w, &a->vb[l], l + 1 < c->vit_layers ? a->vb[l + 1].x : a->vout, tmp, err);
 		}
 		/* merger */
 		size_t q = 0, base = 0;
@@ -686,8 +700,14 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	m->moe.digest = 0;
 	for (int l = 0; l < c->layers; l++) {
 		block_w w = llm_w(m, l, 0, &mw);
-		block_fwd(&ls, &w, &a->lb[l], l + 1 < c->layers ? a->lb[l + 1].x : a->xf, tmp);
+		/* a forward alone may run on one rank (evaluation): local experts */
+		w.ep = backward && m->ep ? m->ep[l] : NULL;
+		int rc = block_fwd(&ls, &w, &a->lb[l], l + 1 < c->layers ? a->lb[l + 1].x : a->xf, tmp, err);
 		moe_w_free(&mw);
+		if (rc != 0) {
+			free(tmp);
+			return -1;
+		}
 		if (model_is_moe(c, l)) {
 			const moe_count *mc = &a->lb[l].mc;
 			m->moe.aux += mc->aux;
@@ -775,12 +795,17 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	bs.dqraw = xmalloc(n * (size_t)hq * sizeof(float));
 	bs.dkraw = xmalloc(n * (size_t)hkv * sizeof(float));
 	bs.dattn = xmalloc(sr * (size_t)(hq > Dv ? hq : Dv) * sizeof(float));
-	int into_vision = nm && (gproj || gvit);
+	int into_vision = nm && (gproj || gvit), rc = 0;
 	for (int l = c->layers - 1; l >= 0; l--) {
 		block_w w = llm_w(m, l, 1, &mw);
-		block_bwd(&ls, &w, &a->lb[l], dx, &bs);
-		grads_layer_final(m, "model.layers.%d.", l);
+		w.ep = m->ep ? m->ep[l] : NULL;
+		rc = block_bwd(&ls, &w, &a->lb[l], dx, &bs, err);
 		moe_w_free(&mw);
+		if (rc != 0) {
+			free(dx);
+			goto out;
+		}
+		grads_layer_final(m, "model.layers.%d.", l);
 	}
 	/* the embedding rows; image rows go to the merger */
 	float *dmout = into_vision ? xmalloc(nm * D * sizeof *dmout) : NULL;
@@ -835,7 +860,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 				block_shape s = {np, Dv, c->vit_heads, c->vit_heads, dhv, c->vit_mlp, 0, c->norm_eps, a->vang,
 						 a->vseg, a->nvseg, NULL, 0};
 				block_w w = vit_w(m, l, 1);
-				block_bwd(&s, &w, &a->vb[l], dv, &bs);
+				block_bwd(&s, &w, &a->vb[l], dv, &bs, err);
 				grads_final(m, "visual.blocks.%d.norm1.weight", "visual.blocks.%d.mlp.down_proj.weight", l);
 			}
 			const float *pe = P(m, "visual.patch_embed.proj.weight", 0, &dw, 1);
@@ -845,6 +870,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 		free(dmcat);
 		free(dmout);
 	}
+out:
 	free(bs.dh);
 	free(bs.dg);
 	free(bs.du);
@@ -856,7 +882,7 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	free(bs.dkraw);
 	free(bs.dattn);
 	free(tmp);
-	return 0;
+	return rc;
 }
 
 double model_flops(const model *m, const mbatch *b, int train)
@@ -922,7 +948,43 @@ void model_free(model *m)
 	free(m->params);
 	free(m->grads);
 	free(m->moe_load);
+	for (int l = 0; m->ep && l < m->c.layers; l++)
+		moe_ep_free(m->ep[l]);
+	free(m->ep);
 	free(m);
+}
+
+int model_set_expert_parallel(model *m, dist *d, mvl_err *err)
+{
+	const model_config *c = &m->c;
+	for (int l = 0; m->ep && l < c->layers; l++)
+		moe_ep_free(m->ep[l]);
+	free(m->ep);
+	m->ep = NULL;
+	m->ep_ranks = 0;
+	if (!d)
+		return 0;
+	int any = 0;
+	for (int l = 0; l < c->layers; l++)
+		any |= model_is_moe(c, l);
+	if (!any)
+		return mvl_errf(err, "expert parallel: the model has no MoE layer");
+	moe_shape ms = {c->dim, c->n_experts, c->top_k, c->expert_mlp, c->shared_mlp, c->routed_scale, c->capacity,
+			c->balance_alpha};
+	m->ep = xcalloc((size_t)c->layers, sizeof *m->ep);
+	for (int l = 0; l < c->layers; l++)
+		if (model_is_moe(c, l) && !(m->ep[l] = moe_ep_new(d, &ms, err))) {
+			model_set_expert_parallel(m, NULL, err);
+			return -1;
+		}
+	m->ep_ranks = d->size;
+	return 0;
+}
+
+int model_expert_owner(const model *m, int i)
+{
+	int e = m->t[i].expert;
+	return m->ep_ranks && e >= 0 ? e / (m->c.n_experts / m->ep_ranks) : -1;
 }
 
 void model_moe_balance(model *m)

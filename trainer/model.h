@@ -87,6 +87,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "util.h"
 
 typedef struct model_config {
@@ -120,6 +121,7 @@ typedef struct mtensor {
 	int part;          /* MPART_* */
 	int no_decay;      /* norms, biases, embeddings: no weight decay unless asked */
 	int buffer;        /* saved, but no gradient (part 0: never trainable) */
+	int expert;        /* J of an MoE layer's mlp.experts.J.*, else -1 */
 } mtensor;
 
 /* MoE accounting: routed / dropped / load add up over backward steps
@@ -151,6 +153,8 @@ typedef struct model {
 	void *grad_ready_ctx;
 	moe_stats moe;
 	uint64_t *moe_load; /* [layers * n_experts]: choices per expert, as moe */
+	struct moe_ep **ep; /* [layers]: expert parallel MoE layers, or NULL */
+	int ep_ranks;       /* ... over that many ranks (0: not expert parallel) */
 } model;
 
 /* model_new() : the tensor table for c, parameters initialized from seed. */
@@ -195,6 +199,24 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
  * seed.  @return 0 or -1 + *err. */
 int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
 		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err);
+
+/* model_set_expert_parallel() : spreads the routed experts of every MoE
+ * layer over d's ranks (moe_ep.h): rank r owns experts [r E/N, (r+1) E/N)
+ * of each layer.  From then on a model_step with backward is collective
+ * (every rank makes it, the same number of times): its MoE layers send
+ * the rows to the experts' owners, and the owner's gradient of its
+ * experts is complete (every rank's rows); other ranks' expert gradients
+ * stay untouched.  The parameter buffer stays whole on every rank (the
+ * caller keeps the experts' weights in step, see ddp.h), so a forward
+ * alone (backward 0: evaluation, which rank 0 runs by itself) and
+ * model_generate() run the local layer.  d NULL: back to local.
+ * @return 0, or -1 with *err (no MoE layer; E not a multiple of N) */
+int model_set_expert_parallel(model *m, dist *d, mvl_err *err);
+
+/* model_expert_owner() : under expert parallelism, the rank that owns
+ * tensor i (an mlp.experts.J.* tensor); -1 for every other tensor, and
+ * for all when not expert parallel. */
+int model_expert_owner(const model *m, int i);
 
 /* model_moe_balance() : after an optimizer step: each MoE layer's bias
  * moves by bias_gamma toward balance (moe_bias_update) when the LLM

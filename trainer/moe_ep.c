@@ -154,6 +154,7 @@ static int exchange(moe_ep *ep, const float *send, const size_t *counts, float *
 {
 	void *recv = NULL;
 	size_t *rc = xmalloc((size_t)ep->d->size * sizeof *rc);
+	double t0 = now_sec(); /* the trainer reports the communication share */
 	int rv = dist_alltoallv(ep->d, send, counts, &recv, rc, err);
 	if (rv == 0) {
 		size_t total = 0;
@@ -169,6 +170,7 @@ static int exchange(moe_ep *ep, const float *send, const size_t *counts, float *
 	/* fail together: a rank that went on alone would wait forever */
 	if (dist_max_int(ep->d, rv != 0) && rv == 0)
 		rv = mvl_errf(err, "expert parallel: another rank's exchange failed");
+	ep->d->comm_s += now_sec() - t0;
 	free(recv);
 	free(rc);
 	return rv;

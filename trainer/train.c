@@ -52,6 +52,13 @@ size_t adamw_bytes(const adamw *o, const model *md)
 	return n;
 }
 
+void adamw_drop(adamw *o, int i)
+{
+	free(o->m[i]);
+	free(o->v[i]);
+	o->m[i] = o->v[i] = NULL;
+}
+
 void adamw_free(adamw *o, const model *md)
 {
 	for (int i = 0; o->m && i < md->nt; i++) {

@@ -33,6 +33,9 @@ void adamw_init(adamw *o, const model *md);
 /* adamw_init_shard() : state for the trainable floats of [lo, hi) only. */
 void adamw_init_shard(adamw *o, const model *md, size_t lo, size_t hi);
 void adamw_free(adamw *o, const model *md);
+/* adamw_drop() : no state for tensor i (another rank updates it: an
+ * expert of another owner under expert parallelism, ddp.h). */
+void adamw_drop(adamw *o, int i);
 /* adamw_span() : the floats [*a, *b) of tensor i that o holds state for
  * (o->m[i][0] is float *a).  @return 0 when none (frozen, or outside). */
 int adamw_span(const adamw *o, const model *md, int i, size_t *a, size_t *b);

@@ -31,6 +31,7 @@ typedef struct train_opts {
 	const char *preset, *recipe, *stage, *init, *output, *resume, *eval_pack, *trainable, *scheduler;
 	int synthetic, steps, threads, grad_accum, seq_len, batch, tied, save_every, eval_every, quiet, warmup, vocab;
 	int zero;          /* 1: ZeRO-1 optimizer sharding across the ranks */
+	int expert_parallel; /* MoE experts spread over the ranks (ddp.h) */
 	double bucket_mb;  /* allreduce bucket size */
 	uint64_t seed;
 	double lr, min_lr, weight_decay, grad_clip, beta1, beta2, eps, decay_fraction;
@@ -256,14 +257,15 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* the checkpoint of step: ZeRO-1 slices are gathered to rank 0 first (a
- * collective: every rank calls this), and rank 0 writes */
-static int checkpoint(dist *d, ddp *dp, int zero, const char *out, const model *m, const adamw *o, int64_t step,
+/* the checkpoint of step: ZeRO-1 slices (or other owners' experts'
+ * state) are gathered to rank 0 first (a collective: every rank calls
+ * this), and rank 0 writes */
+static int checkpoint(dist *d, ddp *dp, int gather, const char *out, const model *m, const adamw *o, int64_t step,
 		      uint64_t data_pos, json_t *losses, uint64_t skipped, mvl_err *err)
 {
 	float *fm = NULL, *fv = NULL;
 	float **om = o->m, **ov = o->v;
-	if (zero) {
+	if (gather) {
 		ddp_gather_optim(dp, o, &fm, &fv);
 		om = xcalloc((size_t)m->nt, sizeof *om);
 		ov = xcalloc((size_t)m->nt, sizeof *ov);
@@ -274,7 +276,7 @@ static int checkpoint(dist *d, ddp *dp, int zero, const char *out, const model *
 			}
 	}
 	int rc = d->rank == 0 ? save_checkpoint(out, m, om, ov, o->t, step, data_pos, losses, skipped, err) : 0;
-	if (zero) {
+	if (gather) {
 		free(om);
 		free(ov);
 		free(fm);
@@ -395,14 +397,30 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		goto fail;
 	}
 	m->trainable = parts;
+	if (o->expert_parallel) {
+		if (c.n_experts <= 0) {
+			mvl_errf(&err, "--expert-parallel needs an MoE model (--preset tiny-moe or micro-moe)");
+			goto fail;
+		}
+		if (c.n_experts % N) {
+			mvl_errf(&err, "--expert-parallel: %d experts do not split evenly over %d ranks", c.n_experts, N);
+			goto fail;
+		}
+		if (model_set_expert_parallel(m, d, &err) != 0)
+			goto fail;
+	}
 	if (N > 1 || o->zero) {
 		size_t lo, hi;
 		dp = ddp_new(d, m, o->zero, (size_t)(o->bucket_mb * (1 << 20)));
 		ddp_shard(dp, &lo, &hi);
 		adamw_init_shard(&opt, m, lo, hi);
+		for (int i = 0; i < m->nt; i++)
+			if (opt.m[i] && !ddp_owns(dp, i))
+				adamw_drop(&opt, i); /* another owner's expert */
 	} else {
 		adamw_init(&opt, m);
 	}
+	const int ep = dp && ddp_expert_parallel(dp), gather = o->zero || ep;
 	if (!o->synthetic) {
 		if (!npacks) {
 			mvl_errf(&err, "give pack files to train on, or --synthetic");
@@ -471,8 +489,8 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		fprintf(stderr, "mvl train: %zu parameters (%s trainable), seq %d x batch %d x accum %d", m->nparams,
 			o->trainable ? o->trainable : "all", L, B, K);
 		if (N > 1)
-			fprintf(stderr, " x %d ranks (%s, %d buckets)", N, o->zero ? "ZeRO-1" : "allreduce",
-				ddp_buckets(dp));
+			fprintf(stderr, " x %d ranks (%s, %d buckets)", N,
+				o->zero ? "ZeRO-1" : ep ? "allreduce, experts parallel" : "allreduce", ddp_buckets(dp));
 		fprintf(stderr, ", sgemm peak %.1f GFLOP/s\n", peak / 1e9);
 	}
 	bb = xcalloc((size_t)K, sizeof *bb);
@@ -529,15 +547,18 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		dist_sum_f64(d, &loss, 1);
 		loss = targets ? loss / (double)targets : 0;
 		/* global grad norm over the trainable tensors (under ZeRO-1 each
-		 * rank holds the global gradient of its slice only), clipping */
-		double ss = 0;
+		 * rank holds the global gradient of its slice only; expert
+		 * parallel, of its own experts and the replicated rest), clipping */
+		double ss[2] = {0, 0}; /* replicated or sliced tensors; own experts */
 		size_t sa, sb;
 		for (int i = 0; i < m->nt; i++)
 			if (opt.m[i] && adamw_span(&opt, m, i, &sa, &sb))
-				ss += sumsq(m->grads + sa, sb - sa);
+				ss[model_expert_owner(m, i) >= 0] += sumsq(m->grads + sa, sb - sa);
 		if (o->zero)
-			dist_sum_f64(d, &ss, 1);
-		double gnorm = sqrt(ss);
+			dist_sum_f64(d, &ss[0], 1);
+		if (ep)
+			dist_sum_f64(d, &ss[1], 1);
+		double gnorm = sqrt(ss[0] + ss[1]);
 		double lr = sched_lr(&sc, step);
 		if (!isfinite(loss) || !isfinite(gnorm)) {
 			skipped++;
@@ -607,11 +628,11 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 				fprintf(metrics, "{\"step\":%lld,\"eval_loss\":%.8g}\n", (long long)step, ev);
 		}
 		if (o->output && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < o->steps &&
-		    checkpoint(d, dp, o->zero, o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
+		    checkpoint(d, dp, gather, o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
 			goto fail;
 	}
 	if (o->output &&
-	    checkpoint(d, dp, o->zero, o->output, m, &opt, o->steps, data_pos, losses, skipped, &err) != 0)
+	    checkpoint(d, dp, gather, o->output, m, &opt, o->steps, data_pos, losses, skipped, &err) != 0)
 		goto fail;
 	if (!lead) {
 		rc = 0;
@@ -619,7 +640,7 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 	}
 	if (N > 1 || o->zero)
 		printf("optimizer state: %zu bytes per rank (m and v, %s, %d rank%s)\n", adamw_bytes(&opt, m),
-		       o->zero ? "ZeRO-1" : "replicated", N, N > 1 ? "s" : "");
+		       o->zero ? "ZeRO-1" : ep ? "experts on their owners" : "replicated", N, N > 1 ? "s" : "");
 	if (N > 1 && time_sum > 0)
 		printf("communication: %.1f%% of step time (%.3f s in MPI of %.3f s)\n", 100 * comm_sum / time_sum,
 		       comm_sum, time_sum);
@@ -700,6 +721,8 @@ int cmd_train(int argc, char **argv)
 		{"eps", 0, OPT_DOUBLE, &o.eps, "1e-8", "X", "AdamW epsilon"},
 		{"zero", 0, OPT_INT, &o.zero, "0", "0|1",
 		 "1: ZeRO-1, AdamW state sharded across the mpirun ranks (1/N each)"},
+		{"expert-parallel", 0, OPT_FLAG, &o.expert_parallel, NULL, NULL,
+		 "mpirun, MoE: each rank owns n_experts / N of every MoE layer's experts"},
 		{"bucket-mb", 0, OPT_DOUBLE, &o.bucket_mb, "25", "X", "mpirun: gradient allreduce bucket size in MB"},
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "threads (0: all cores, shared by the ranks of a machine)"},
 		{"quiet", 'q', OPT_FLAG, &o.quiet, NULL, NULL, "no per-step log on stderr"},
@@ -719,7 +742,13 @@ int cmd_train(int argc, char **argv)
 		"buckets (--bucket-mb) overlapped with the backward; --zero 1 shards the AdamW\n"
 		"state instead.  Rank 0 logs and writes checkpoints in the single-process\n"
 		"format (ZeRO-1 state is gathered first), so --resume works with any N.  A\n"
-		"failed or killed rank ends the whole job; the last checkpoint is intact.",
+		"failed or killed rank ends the whole job; the last checkpoint is intact.\n"
+		"\n"
+		"--expert-parallel (MoE, N dividing the experts, not with --zero): rank r\n"
+		"computes and updates experts [r E/N, (r+1) E/N) of each MoE layer for the\n"
+		"rows of every rank (sent with alltoallv); the rest stays data parallel.  Same\n"
+		"losses as plain data parallel when capacity is off (with capacity, the\n"
+		"experts' limit counts the global batch: see trainer/moe_ep.h).",
 		NULL, specs,
 	};
 	char **args;
@@ -731,6 +760,12 @@ int cmd_train(int argc, char **argv)
 		threads = 1;
 	omp_set_num_threads(threads);
 	openblas_set_num_threads(threads);
+	if (o.expert_parallel && o.zero) {
+		fprintf(stderr, "mvl train: --expert-parallel does not combine with --zero 1 (the experts' state "
+				"is already split over the ranks)\n");
+		free(args);
+		return 2;
+	}
 	if (o.steps < 0 || o.grad_accum < 0 || o.eval_every < 0 || o.zero < 0 || o.zero > 1 || !(o.bucket_mb > 0)) {
 		fprintf(stderr, "mvl train: --steps, --grad-accum and --eval-every must be >= 0, --zero 0 or 1, "
 				"--bucket-mb positive\n");
