@@ -1,6 +1,9 @@
 /* fuzz_packfile.c: pack files the trainer reads: the header, the index
  * and each record's counts, offsets, segments, keys and images, every
  * field a sequence exposes read end to end. */
+#include <stdint.h>
+#include <stdlib.h>
+
 #include "fuzz.h"
 #include "packfile.h"
 
@@ -21,6 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t k = 0; k < s.nseg; k++)
 			sum += s.segs[k].start + s.segs[k].len + (s.segs[k].keylen ? (uint8_t)s.segs[k].key[s.segs[k].keylen - 1] : 0);
 		for (uint32_t k = 0; k < s.nimg; k++) {
+			/* the reader promises h * w * 3 bytes of pixels: a size
+			 * that overflows cannot be such a promise */
+			if (s.img[k].h && s.img[k].w > SIZE_MAX / 3 / s.img[k].h)
+				abort();
 			uint64_t px = (uint64_t)s.img[k].h * s.img[k].w * 3;
 			if (px)
 				sum += s.img[k].px[0] + s.img[k].px[px - 1];
