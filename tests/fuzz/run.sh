@@ -1,13 +1,16 @@
 #!/bin/sh
-# run.sh: runs libFuzzer harnesses one after the other, one job each.
+# run.sh: runs libFuzzer harnesses one after the other, each in one
+# process (no -jobs: libFuzzer would fork and log to ./fuzz-N.log).
 #   tests/fuzz/run.sh BUILD SECONDS NAME...
 # BUILD/fuzz/fuzz_NAME is the harness (make fuzz builds it).  Seeds are
 # tests/fuzz/corpus/NAME and tests/fuzz/regress/NAME (read, never
 # written); what the run learns goes to BUILD/corpus/NAME, crashes to
 # tests/fuzz/crashes/NAME/, the log to BUILD/logs/NAME.log.  Each harness
 # gets a -max_len suited to its format (an image or a shard needs room; a
-# filter spec does not).  Prints one line per harness; exits 1 when any
-# harness crashed, leaked, timed out or ran out of memory.
+# filter spec does not), and tests/fuzz/dict/NAME.dict when there is one
+# (the format's keywords: JSON keys, recipe fields, tar magics).  Prints
+# one line per harness; exits 1 when any harness crashed, leaked, timed
+# out or ran out of memory.
 set -u
 cd "$(dirname "$0")/../.."
 build=$1 secs=$2
@@ -25,7 +28,8 @@ for name in "$@"; do
 	crashes=tests/fuzz/crashes/$name
 	log=$build/logs/$name.log
 	mkdir -p "$work" "$crashes" "$build/logs"
-	seeds=""
+	seeds="" dict=""
+	[ -f "tests/fuzz/dict/$name.dict" ] && dict=-dict=tests/fuzz/dict/$name.dict
 	for d in tests/fuzz/corpus/$name tests/fuzz/regress/$name; do
 		[ -d "$d" ] && seeds="$seeds $d"
 	done
@@ -33,7 +37,7 @@ for name in "$@"; do
 	# more for a small input is a bug.  -timeout: no input may take 10 s.
 	# shellcheck disable=SC2086
 	"$bin" -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 \
-		-jobs=1 -workers=1 -print_final_stats=1 -artifact_prefix="$crashes/" \
+		-print_final_stats=1 -artifact_prefix="$crashes/" $dict \
 		"$work" $seeds >"$log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
