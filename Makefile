@@ -1,4 +1,5 @@
-# mvl: `make` builds ./mvl; `make test`; `make bench`; `make demo`; `make asan`.
+# mvl: `make` builds ./mvl; `make test`; `make bench`; `make demo`; `make asan`;
+# `make fuzz` (libFuzzer harnesses, tests/fuzz/README.md).
 # Missing Debian packages are installed by scripts/deps.sh on first build.
 
 CC      ?= gcc
@@ -23,6 +24,14 @@ OBJS    := $(SRCS:%.c=$(B)/%.o) $(CXXSRCS:%.cc=$(B)/%.o) $(B)/embed.o
 DATA    := $(shell find filters/data -type f ! -name '*.md' ! -name '*.tsv' 2>/dev/null | LC_ALL=C sort)
 TESTSRC := $(wildcard tests/unit/*.c)
 TESTBIN := $(TESTSRC:tests/unit/%.c=$(B)/tests/%)
+# fuzz harnesses: replayed over their corpus by `make test` (any CC), run
+# under libFuzzer by `make fuzz` (clang)
+FUZZSRC := $(wildcard tests/fuzz/fuzz_*.c)
+REPLAYBIN := $(FUZZSRC:tests/fuzz/%.c=$(B)/tests-fuzz/%)
+FUZZBIN := $(FUZZSRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
 
 all: mvl
 
@@ -68,7 +77,18 @@ $(B)/tests/%: tests/unit/%.c $(B)/libmvl.a tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -Itests/unit -o $@ $< $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
 
-tests: $(B)/mvl $(TESTBIN)
+$(B)/tests-fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(B)/libmvl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -Itests/fuzz \
+	  -o $@ $< tests/fuzz/replay.c tests/fuzz/fuzz.c $(B)/libmvl.a $(DEP_LIBS) $(LDFLAGS)
+
+# built by `make fuzz` only, with B=build-fuzz and CC=clang
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(B)/libmvl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(DEP_CFLAGS) -Ipipeline -Ifilters -Itokenizer -Imixers -Itrainer -Itests/fuzz \
+	  -fsanitize=fuzzer,address,undefined -o $@ $< tests/fuzz/fuzz.c $(B)/libmvl.a $(DEP_LIBS)
+
+tests: $(B)/mvl $(TESTBIN) $(REPLAYBIN)
 
 # the report test renders the page in headless chromium (deps.sh --test)
 test: tests
@@ -79,6 +99,15 @@ asan:
 	$(MAKE) B=build-asan \
 	  CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' \
 	  LDFLAGS='-fsanitize=address,undefined' test
+
+# clang and libFuzzer come from scripts/deps.sh --fuzz; FUZZERS=NAME... runs
+# a subset; crashes land in tests/fuzz/crashes/NAME/
+fuzz:
+	@command -v clang >/dev/null 2>&1 && tests/fuzz/have_libfuzzer.sh || scripts/deps.sh --fuzz
+	$(MAKE) B=build-fuzz CC=clang CXX=clang++ CFLAGS='$(FUZZ_CFLAGS)' fuzz-build
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(or $(FUZZERS),$(FUZZSRC:tests/fuzz/fuzz_%.c=%))
+
+fuzz-build: $(FUZZBIN)
 
 bench: mvl
 	@scripts/deps.sh --bench
@@ -95,7 +124,7 @@ demo: mvl
 	scripts/demo.sh
 
 clean:
-	rm -rf build build-asan mvl
+	rm -rf build build-asan build-fuzz mvl
 
-.PHONY: all mvl test tests asan bench demo clean
+.PHONY: all mvl test tests asan fuzz fuzz-build bench demo clean
 -include $(OBJS:.o=.d) $(B)/pipeline/main.d

@@ -250,7 +250,6 @@ INLINE void hsum_rgb(uint64_t *restrict out, const uint32_t *acc, const cut *c, 
 }
 
 typedef int32_t v4si __attribute__((vector_size(16)));
-typedef int64_t v4di __attribute__((vector_size(32)));
 typedef double v4df __attribute__((vector_size(32)));
 
 INLINE void load4(v4df *v, const uint32_t *p)
@@ -272,7 +271,9 @@ INLINE void store4(double *o, const v4df *v, int add)
 }
 
 /* transpose8() : yt[x][j8 + t] = y[t][x] (t < 8, x < n), as doubles; added
- * when `add`.  In 4 x 4 blocks of vectors (the lumas are below 2^31). */
+ * when `add`.  In 4 x 4 blocks of vectors (the lumas are below 2^31).
+ * __builtin_shufflevector, not GCC's __builtin_shuffle: clang (make fuzz)
+ * has only the former, GCC 12 both, with the same code. */
 INLINE void transpose8(double (*restrict yt)[SIDE], const uint32_t (*y)[STRIP], int j8, int n,
 		       int add)
 {
@@ -284,14 +285,14 @@ INLINE void transpose8(double (*restrict yt)[SIDE], const uint32_t (*y)[STRIP], 
 			load4(&r1, &y[t + 1][x]);
 			load4(&r2, &y[t + 2][x]);
 			load4(&r3, &y[t + 3][x]);
-			const v4df a0 = __builtin_shuffle(r0, r1, (v4di){0, 4, 2, 6});
-			const v4df a1 = __builtin_shuffle(r0, r1, (v4di){1, 5, 3, 7});
-			const v4df a2 = __builtin_shuffle(r2, r3, (v4di){0, 4, 2, 6});
-			const v4df a3 = __builtin_shuffle(r2, r3, (v4di){1, 5, 3, 7});
-			const v4df c0 = __builtin_shuffle(a0, a2, (v4di){0, 1, 4, 5});
-			const v4df c1 = __builtin_shuffle(a1, a3, (v4di){0, 1, 4, 5});
-			const v4df c2 = __builtin_shuffle(a0, a2, (v4di){2, 3, 6, 7});
-			const v4df c3 = __builtin_shuffle(a1, a3, (v4di){2, 3, 6, 7});
+			const v4df a0 = __builtin_shufflevector(r0, r1, 0, 4, 2, 6);
+			const v4df a1 = __builtin_shufflevector(r0, r1, 1, 5, 3, 7);
+			const v4df a2 = __builtin_shufflevector(r2, r3, 0, 4, 2, 6);
+			const v4df a3 = __builtin_shufflevector(r2, r3, 1, 5, 3, 7);
+			const v4df c0 = __builtin_shufflevector(a0, a2, 0, 1, 4, 5);
+			const v4df c1 = __builtin_shufflevector(a1, a3, 0, 1, 4, 5);
+			const v4df c2 = __builtin_shufflevector(a0, a2, 2, 3, 6, 7);
+			const v4df c3 = __builtin_shufflevector(a1, a3, 2, 3, 6, 7);
 			store4(&yt[x][j8 + t], &c0, add);
 			store4(&yt[x + 1][j8 + t], &c1, add);
 			store4(&yt[x + 2][j8 + t], &c2, add);

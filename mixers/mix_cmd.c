@@ -342,7 +342,7 @@ static int run_mix(const char *path, const mix_cmd_opts *o)
 	if (k < 0)
 		goto out;
 	rc = 0;
-out:
+out:; /* a label before a declaration is C23; clang (make fuzz) says so */
 	mvl_err werr;
 	/* completed shards, and the open one close() completes */
 	int shards = w && o->output ? shard_writer_shards(w) + (shard_writer_samples(w) > 0) : 0;

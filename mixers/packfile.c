@@ -14,6 +14,9 @@
 #endif
 
 enum { RECORD_MAGIC = 0x31514553u /* "SEQ1" */, RECORD_HEAD = 24, SEG_ENTRY = 16, IMG_ENTRY = 24 };
+/* far above any packed image (smart_resize keeps them near max_pixels),
+ * low enough that h * w * 3 cannot overflow */
+enum { MAX_IMAGE_SIDE = 1 << 20 };
 
 static size_t align8(size_t n)
 {
@@ -312,6 +315,10 @@ int pack_read(pack_reader *r, uint64_t i, pack_seq *s, mvl_err *err)
 		uint64_t po;
 		memcpy(e, p + table + (size_t)k * IMG_ENTRY, 16);
 		memcpy(&po, p + table + (size_t)k * IMG_ENTRY + 16, 8);
+		/* sides bounded first: h * w * 3 of two u32 can wrap around
+		 * 2^64 to a size that fits the record */
+		if (e[2] > MAX_IMAGE_SIDE || e[3] > MAX_IMAGE_SIDE)
+			return BAD("image size out of range");
 		uint64_t bytes = (uint64_t)e[2] * e[3] * 3;
 		if (e[0] == 0 || e[0] > s->nseg || e[1] >= L || po > n || bytes > n - po)
 			return BAD("image out of range");

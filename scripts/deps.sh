@@ -1,12 +1,15 @@
 #!/bin/sh
 # deps.sh: install every Debian package mvl needs to build, test and bench.
 # Idempotent: packages already installed are skipped; apt-get runs only when
-# something is missing.  Usage: scripts/deps.sh [--bench|--test]
+# something is missing.  Usage: scripts/deps.sh [--bench|--test|--fuzz]
 #   --bench  also installs the photo set the ingest benchmark reads
 #            (mate-backgrounds: real JPEG photos of a few megapixels;
 #            libexttextcat-dev: the language-ID comparison of scripts/eval_langid.sh).
 #   --test   also installs chromium, in which the report test renders the
 #            page headless (`make test` asks for it; `make demo` does not).
+#   --fuzz   also installs clang with libFuzzer's runtime (libclang-rt-dev:
+#            libclang_rt.fuzzer and the sanitizers) and libomp-dev (clang's
+#            OpenMP), for `make fuzz`.
 set -eu
 
 PKGS="build-essential pkg-config
@@ -19,6 +22,9 @@ nodejs npm"
 
 if [ "${1:-}" = "--bench" ]; then
 	PKGS="$PKGS mate-backgrounds libexttextcat-dev"
+fi
+if [ "${1:-}" = "--fuzz" ]; then
+	PKGS="$PKGS clang libclang-rt-dev libomp-dev"
 fi
 if [ "${1:-}" = "--test" ]; then
 	PKGS="$PKGS chromium"

@@ -352,8 +352,11 @@ bpe *bpe_load_tiktoken(const char *path, const char *pattern, mvl_err *err)
 			const char *sp = memchr(d + i, ' ', le - i);
 			char *end;
 			unsigned long r = sp ? strtoul(sp + 1, &end, 10) : 0;
-			if (!sp || end != d + le || sp + 1 == d + le || r >= 0xFFFFFFF0ul)
+			if (!sp || end != d + le || sp + 1 == d + le)
 				rc = mvl_errf(err, "'%s' line %zu: expected 'BASE64 RANK'", path, lineno);
+			else if (r >= BPE_MAX_ID)
+				rc = mvl_errf(err, "'%s' line %zu: rank %lu is not below %d", path, lineno, r,
+					      BPE_MAX_ID);
 			else if (b64decode(d + i, (size_t)(sp - (d + i)), &tok) != 0 || tok.len == 0)
 				rc = mvl_errf(err, "'%s' line %zu: bad base64 token", path, lineno);
 			else if (find(b, tok.data, tok.len) != NO_RANK)
@@ -574,7 +577,7 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 		if (rc)
 			break;
 		json_int_t id = json_integer_value(v);
-		if (!json_is_integer(v) || id < 0 || id > 0x7FFFFFFF) {
+		if (!json_is_integer(v) || id < 0 || id >= BPE_MAX_ID) {
 			rc = mvl_errf(err, "'%s': vocab entry '%.40s' has no valid id", path, k);
 			break;
 		}
@@ -651,7 +654,7 @@ bpe *bpe_load_hf(const char *path, mvl_err *err)
 			break;
 		const char *content = json_string_value(json_object_get(at, "content"));
 		json_int_t id = json_integer_value(json_object_get(at, "id"));
-		if (!content || id < 0) {
+		if (!content || id < 0 || id >= BPE_MAX_ID) {
 			rc = mvl_errf(err, "'%s': added_tokens[%zu] is malformed", path, ai);
 			break;
 		}
@@ -746,6 +749,8 @@ void bpe_free(bpe *b)
 
 int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err)
 {
+	if (id >= BPE_MAX_ID)
+		return mvl_errf(err, "special token '%s': id %u is not below %d", text, id, BPE_MAX_ID);
 	if (id < b->nid && b->len[id] != UINT32_MAX)
 		return mvl_errf(err, "special token '%s': id %u is an ordinary token", text, id);
 	b->special = xrealloc(b->special, (size_t)(b->nspecial + 1) * sizeof *b->special);

@@ -52,8 +52,15 @@ bpe *bpe_open(const char *path, const char *encoding, mvl_err *err);
 
 void bpe_free(bpe *b);
 
+/* Token ids (ranks, vocab ids, special ids) are below BPE_MAX_ID: the id
+ * tables are as long as the largest id, so a file naming id 4e9 would
+ * otherwise cost gigabytes.  2^22 is 16 times the largest published
+ * vocabulary (~262k); loaders refuse larger ids with an error. */
+enum { BPE_MAX_ID = 1 << 22 };
+
 /* bpe_add_special() : a special token (matched before pre-tokenization
- * when allowed; never produced by ordinary encoding). */
+ * when allowed; never produced by ordinary encoding).  @return 0, or -1
+ * when id is an ordinary token's or not below BPE_MAX_ID. */
 int bpe_add_special(bpe *b, const char *text, uint32_t id, mvl_err *err);
 size_t bpe_vocab_size(const bpe *b); /* largest id + 1 */
 /* bpe_special_id() : the id of special token text, or -1. */
