@@ -1293,6 +1293,18 @@ static void find_examples(report *r, char **paths, int np, ex_set *ex, buf *note
 	shard_reader_free(rd);
 }
 
+static void ex_free(ex_set *ex)
+{
+	for (int j = 0; j < ex->n; j++) {
+		free(ex->e[j].key);
+		free(ex->e[j].reason);
+		free(ex->e[j].detail);
+		free(ex->e[j].caption);
+		buf_free(&ex->e[j].img);
+	}
+	free(ex->e);
+}
+
 static void example_card(buf *b, const example *e)
 {
 	buf_printf(b, "<figure class=\"ex%s\">", e->kept ? " kept" : "");
@@ -1534,14 +1546,7 @@ static void sec_examples(report *r, buf *b, char **names, int n)
 			if (started)
 				buf_printf(b, "</div></div>\n");
 		}
-		for (int j = 0; j < ex.n; j++) {
-			free(ex.e[j].key);
-			free(ex.e[j].reason);
-			free(ex.e[j].detail);
-			free(ex.e[j].caption);
-			buf_free(&ex.e[j].img);
-		}
-		free(ex.e);
+		ex_free(&ex);
 		free_list(paths, np);
 	}
 }
@@ -1568,14 +1573,7 @@ static void dropped_examples(report *r, buf *b, const char *tsv, char **paths, i
 		if (ex.e[j].cluster < 0)
 			example_card(b, &ex.e[j]);
 	buf_printf(b, "</div>\n");
-	for (int j = 0; j < ex.n; j++) {
-		free(ex.e[j].key);
-		free(ex.e[j].reason);
-		free(ex.e[j].detail);
-		free(ex.e[j].caption);
-		buf_free(&ex.e[j].img);
-	}
-	free(ex.e);
+	ex_free(&ex);
 }
 
 /* Model-based pair filtering: for each stage that scored a source

@@ -363,6 +363,21 @@ static int tokenizer(run *R, mvl_err *err)
 	return 0;
 }
 
+/* `mvl pack` of stage st at length L, up to its outputs and inputs */
+static void pack_args(run *R, cmdline *a, const rstage *st, int L)
+{
+	arg(a, "pack");
+	arg(a, "-q");
+	arg(a, "--recipe");
+	arg(a, "%s", R->recipe_path);
+	arg(a, "--stage");
+	arg(a, "%s", st->name);
+	arg(a, "--seq-len");
+	arg(a, "%d", L);
+	arg(a, "--tokenizer");
+	arg(a, "%s", R->tok);
+}
+
 /* The threshold below which the lowest fraction f of a metric lies, from
  * the percentiles `mvl score --stats` wrote. */
 static int score_threshold(const char *stats, const char *metric, double f, double *out, mvl_err *err)
@@ -536,16 +551,7 @@ static int stages(run *R, char **final, mvl_err *err)
 			buf_printf(&tl, "%s/latest", (char *)td.data);
 			name.len = 0;
 			buf_printf(&name, "pack.%s.%d", st->name, L);
-			arg(&a, "pack");
-			arg(&a, "-q");
-			arg(&a, "--recipe");
-			arg(&a, "%s", R->recipe_path);
-			arg(&a, "--stage");
-			arg(&a, "%s", st->name);
-			arg(&a, "--seq-len");
-			arg(&a, "%d", L);
-			arg(&a, "--tokenizer");
-			arg(&a, "%s", R->tok);
+			pack_args(R, &a, st, L);
 			arg(&a, "--stats");
 			arg(&a, "%s", (char *)ps.data);
 			arg(&a, "--rejects");
@@ -610,16 +616,7 @@ static int stages(run *R, char **final, mvl_err *err)
 				buf_printf(&dev, "%s/dev-%d.pack", (char *)sd.data, Lmax);
 				name.len = 0;
 				buf_printf(&name, "pack.%s.dev", st->name);
-				arg(&a, "pack");
-				arg(&a, "-q");
-				arg(&a, "--recipe");
-				arg(&a, "%s", R->recipe_path);
-				arg(&a, "--stage");
-				arg(&a, "%s", st->name);
-				arg(&a, "--seq-len");
-				arg(&a, "%d", Lmax);
-				arg(&a, "--tokenizer");
-				arg(&a, "%s", R->tok);
+				pack_args(R, &a, st, Lmax);
 				arg(&a, "-o");
 				arg(&a, "%s", (char *)dev.data);
 				arg(&a, "%s", devset);
