@@ -384,7 +384,14 @@ static int score_threshold(const char *stats, const char *metric, double f, doub
 {
 	json_error_t je;
 	json_t *j = json_load_file(stats, 0, &je);
-	json_t *q = json_object_get(json_object_get(json_object_get(j, "metrics"), metric), "quantiles");
+	json_t *mj = json_object_get(json_object_get(j, "metrics"), metric);
+	json_t *q = json_object_get(mj, "quantiles");
+	if (json_is_integer(json_object_get(mj, "n")) && json_integer_value(json_object_get(mj, "n")) == 0) {
+		/* nothing scored by this metric: nothing to drop */
+		*out = -1e30;
+		json_decref(j);
+		return 0;
+	}
 	if (json_array_size(q) != 101) {
 		json_decref(j);
 		return mvl_errf(err, "'%s': no percentiles of '%s'%s%s", stats, metric, j ? "" : ": ", j ? "" : je.text);
