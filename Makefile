@@ -95,8 +95,11 @@ test: tests
 	@command -v chromium >/dev/null 2>&1 || scripts/deps.sh --test
 	@MVL=$(abspath $(B)/mvl) B=$(abspath $(B)) tests/run.sh
 
+# Ranks started by mpirun run without leak detection: OpenMPI's progress
+# thread and its unloaded plugins leave allocations no suppression can
+# name.  Memory errors are still reported there, and leaks everywhere else.
 asan:
-	$(MAKE) B=build-asan \
+	OMPI_MCA_mca_base_env_list='ASAN_OPTIONS=detect_leaks=0' $(MAKE) B=build-asan \
 	  CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' \
 	  LDFLAGS='-fsanitize=address,undefined' test
 
