@@ -24,11 +24,12 @@
  * Scale out (--ranks N): `mvl run` itself is launched once, as a plain
  * process, and launches its split-aware steps as `mpirun -np N mvl ...`
  * (--allow-run-as-root added when run as root, --mpi-args for the rest).
- * Why not `mpirun -np N mvl run`: the steps are child processes, and a
+ * Under `mpirun -np N mvl run` rank 0 is that driver (as with --ranks N)
+ * and the other ranks leave at once: the steps are child processes, and a
  * child of an MPI rank cannot join a job of its own (OpenMPI forbids
- * MPI_Init in a forked child of a rank, and re-exec'ing mpirun from N
- * ranks would start N jobs); nor would N ranks all need to drive the
- * manifest, the tokenizer and the steps that are not split.  One driver
+ * MPI_Init in a forked child of a rank), so the driver clears the job's
+ * variables and starts a fresh mpirun per split step; N drivers would
+ * race on one manifest.  One driver
  * that starts an mpirun job per step keeps every step a command a user can
  * run by hand, resumable as before.  Split-aware steps: filter.SOURCE
  * (pipeline/filter_split.c: the result is that of one process) and
@@ -38,6 +39,7 @@
  * process, as without --ranks.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -809,13 +811,44 @@ int cmd_run(int argc, char **argv)
 		free(args);
 		return 2;
 	}
-	const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
+	const char *ws = getenv("OMPI_COMM_WORLD_SIZE"), *wr = getenv("OMPI_COMM_WORLD_RANK");
 	if (ws && atoi(ws) > 1) {
-		/* N drivers would race on one manifest; see the header comment */
-		fprintf(stderr, "mvl run: launch it once, not under mpirun: 'mvl run --ranks N' runs its "
-				"filter steps on N ranks\n");
-		free(args);
-		return 2;
+		/* `mpirun -np N mvl run`: rank 0 drives the run as `--ranks N`
+		 * would, the other ranks leave at once (they never join MPI);
+		 * see the header comment */
+		if (wr && atoi(wr) != 0) {
+			free(args);
+			return 0;
+		}
+		if (ranks == 1)
+			ranks = atoi(ws);
+		/* mpirun bound this rank to one core; the steps need them all */
+		cpu_set_t all;
+		CPU_ZERO(&all);
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		for (long i = 0; i < nc && i < CPU_SETSIZE; i++)
+			CPU_SET((int)i, &all);
+		sched_setaffinity(0, sizeof all, &all);
+	}
+	if (ws || wr) {
+		/* the steps' own mpirun jobs must not see this job's variables:
+		 * a child that finds them takes itself for one of its ranks */
+		extern char **environ;
+		int n = 0;
+		for (char **e = environ; *e; e++)
+			n++;
+		char **names = xcalloc((size_t)n + 1, sizeof *names);
+		int k = 0;
+		static const char *const prefixes[] = {"OMPI_", "PMIX_", "ORTE_", "OPAL_", "HWLOC_", NULL};
+		for (char **e = environ; *e; e++)
+			for (int i = 0; prefixes[i]; i++)
+				if (!strncmp(*e, prefixes[i], strlen(prefixes[i])) && strchr(*e, '='))
+					names[k++] = xstrndup(*e, (size_t)(strchr(*e, '=') - *e));
+		for (int i = 0; i < k; i++) {
+			unsetenv(names[i]);
+			free(names[i]);
+		}
+		free(names);
 	}
 	buf diag = {0};
 	mvl_err err = {{0}};

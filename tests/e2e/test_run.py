@@ -231,6 +231,36 @@ def _():
     expect(acc >= 0.18, "retrieval accuracy %.3f: not clearly above chance (0.125)" % acc)
 
 
+@check("mpirun_np_2_mvl_run_drives_once_on_rank_0")
+def _():
+    """`mpirun -np 2 mvl run`: rank 0 drives as --ranks 2 would (the other
+    rank leaves), its split steps start their own mpirun jobs."""
+    import glob
+    import shutil
+    from mvltest import wds_samples
+    expect_rc(FIRST, 0)
+    if not shutil.which("mpirun"):
+        return
+    run = os.path.join(S.dir("mpirun"), "run")
+    flags = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    p = subprocess.run(["mpirun"] + flags + ["--oversubscribe", "-np", "2", MVL, "run", SMALL, "-o", run],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    expect(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr[-600:]))
+    m = manifest(run)
+    eq([s["status"] for s in m["steps"]], ["done"] * len(EXPECTED), "statuses")
+    ranks = {s["name"]: s.get("ranks") for s in m["steps"]}
+    eq((ranks["filter.captions"], ranks["train.warmup.128"], ranks["tokenizer"]), (2, 2, 1), "ranks per step")
+    import re
+    eq(len(re.findall(rb"mvl run: \d+ steps, ", p.stderr)), 1, "summary lines (one driver)")
+    def samples(d):
+        out = []
+        for f in sorted(glob.glob(os.path.join(d, "filter", "captions", "*.tar"))):
+            with open(f, "rb") as fh:
+                out += wds_samples(fh.read())
+        return out
+    expect(samples(run) == samples(RUN), "filtered captions differ under mpirun")
+
+
 @check("broken_recipe_stops_before_any_work")
 def _():
     d = S.dir("broken")
