@@ -1,5 +1,5 @@
 # mvl: `make` builds ./mvl; `make test`; `make bench`; `make demo`; `make asan`;
-# `make fuzz` (libFuzzer harnesses, tests/fuzz/README.md).
+# `make valgrind`; `make fuzz` (libFuzzer harnesses, tests/fuzz/README.md).
 # Missing Debian packages are installed by scripts/deps.sh on first build.
 
 CC      ?= gcc
@@ -100,6 +100,12 @@ asan:
 	  CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' \
 	  LDFLAGS='-fsanitize=address,undefined' test
 
+# memcheck on a small end to end (tests/valgrind.sh: filter, ls, train);
+# valgrind comes from scripts/deps.sh --valgrind
+valgrind: $(B)/mvl
+	@command -v valgrind >/dev/null 2>&1 || scripts/deps.sh --valgrind
+	tests/valgrind.sh $(abspath $(B)/mvl)
+
 # clang and libFuzzer come from scripts/deps.sh --fuzz; FUZZERS=NAME... runs
 # a subset; crashes land in tests/fuzz/crashes/NAME/
 fuzz:
@@ -126,5 +132,5 @@ demo: mvl
 clean:
 	rm -rf build build-asan build-fuzz mvl
 
-.PHONY: all mvl test tests asan fuzz fuzz-build bench demo clean
+.PHONY: all mvl test tests asan valgrind fuzz fuzz-build bench demo clean
 -include $(OBJS:.o=.d) $(B)/pipeline/main.d
