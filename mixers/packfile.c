@@ -44,7 +44,7 @@ struct pack_writer {
 static int put(pack_writer *w, const void *p, size_t n, mvl_err *err)
 {
 	if (n && fwrite(p, 1, n, w->af.f) != n)
-		return mvl_errf(err, "writing '%s': %s", w->af.path, strerror(errno));
+		return mvl_errf(err, "cannot write '%s': %s", w->af.path, strerror(errno));
 	w->off += n;
 	return 0;
 }
@@ -140,7 +140,7 @@ int pack_writer_close(pack_writer *w, int ok, mvl_err *err)
 		memcpy(head + 24, &index_off, 8);
 		memcpy(head + 32, hs, 8);
 		if (rc == 0 && (fseeko(w->af.f, 0, SEEK_SET) != 0 || fwrite(head, 1, sizeof head, w->af.f) != sizeof head))
-			rc = mvl_errf(err, "writing '%s': %s", w->af.path, strerror(errno));
+			rc = mvl_errf(err, "cannot write '%s': %s", w->af.path, strerror(errno));
 		if (rc == 0)
 			rc = atomic_file_commit(&w->af, err);
 		else

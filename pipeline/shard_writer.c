@@ -232,10 +232,47 @@ static int finish_shard(shard_writer *w, mvl_err *err)
 
 static void init_template(void);
 
+/* a file name the pattern's name part makes: prefix, digits, suffix */
+typedef struct name_form {
+	const char *pre, *suf;
+	size_t npre;
+} name_form;
+
+static int pattern_name(const char *name, size_t len, void *ctx)
+{
+	const name_form *f = ctx;
+	size_t nsuf = strlen(f->suf), i = f->npre;
+	if (len < f->npre + 1 + nsuf || memcmp(name, f->pre, f->npre) || memcmp(name + len - nsuf, f->suf, nsuf))
+		return 0;
+	for (; i < len - nsuf; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+	return 1;
+}
+
+/* The temporaries a killed writer of the same pattern left ("NAME.tmp.PID"
+ * of a PID that no longer runs) go before a rerun writes its shards. */
+static void remove_stale_shards(const char *pattern)
+{
+	const char *slash = strrchr(pattern, '/'), *base = slash ? slash + 1 : pattern;
+	const char *pct = strchr(base, '%');
+	if (!pct || strchr(pct + 1, '%') || (slash && memchr(pattern, '%', (size_t)(slash - pattern))))
+		return; /* "%%" or a number in the directory part: not worth the parsing */
+	const char *conv = pct + 1;
+	while (*conv >= '0' && *conv <= '9')
+		conv++;
+	name_form f = {base, conv + 1, (size_t)(pct - base)};
+	char *dir = slash ? xstrndup(pattern, (size_t)(slash - pattern) + (slash == pattern)) : xstrdup("");
+	remove_stale_tmp(dir, pattern_name, &f);
+	free(dir);
+}
+
 shard_writer *shard_writer_open(const writer_opts *o, mvl_err *err)
 {
 	if (o->pattern && check_pattern(o->pattern, err) != 0)
 		return NULL;
+	if (o->pattern)
+		remove_stale_shards(o->pattern);
 	init_template();
 	shard_writer *w = xcalloc(1, sizeof *w);
 	w->o = *o;

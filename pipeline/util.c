@@ -1,10 +1,12 @@
 /* util.c: errors, allocation, buffers, sizes, UTF-8, atomic files. */
 #include "util.h"
 
+#include <dirent.h>
 #include <ftw.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,8 +306,60 @@ size_t utf8_repair(const unsigned char *s, size_t n, buf *out)
 	return bad;
 }
 
+int writer_gone(long pid)
+{
+	if (pid <= 0 || pid == (long)getpid())
+		return 0;
+	if (kill((pid_t)pid, 0) != 0)
+		return errno == ESRCH;
+	/* killed but not reaped (an orphan waits for init): state Z */
+	char path[64], st[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, st, sizeof st - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	st[n] = 0;
+	const char *paren = strrchr(st, ')'); /* "PID (COMM) STATE ..." */
+	return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
+void remove_stale_tmp(const char *dir, int (*keep)(const char *name, size_t len, void *ctx), void *ctx)
+{
+	DIR *d = opendir(*dir ? dir : ".");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		const char *t = strstr(e->d_name, ".tmp."), *p;
+		if (!t || t == e->d_name)
+			continue;
+		for (p = t + 5; *p >= '0' && *p <= '9'; p++)
+			;
+		if (p == t + 5 || *p || p - (t + 5) > 10)
+			continue;
+		if (!writer_gone(strtol(t + 5, NULL, 10)))
+			continue;
+		if (keep(e->d_name, (size_t)(t - e->d_name), ctx))
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	if (d)
+		closedir(d);
+}
+
+static int same_name(const char *name, size_t len, void *base)
+{
+	return strlen(base) == len && !memcmp(name, base, len);
+}
+
 int atomic_file_open(atomic_file *af, const char *path, mvl_err *err)
 {
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir] = 0; /* "/x" -> "/" */
+	remove_stale_tmp(slash ? dir : "", same_name, (void *)(slash ? path + (slash - dir) + 1 : path));
+	free(dir);
 	memset(af, 0, sizeof *af);
 	af->path = xstrdup(path);
 	size_t n = strlen(path) + 32;

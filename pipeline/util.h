@@ -75,7 +75,8 @@ size_t utf8_repair(const unsigned char *s, size_t n, buf *out);
 
 /* Write a whole file through a temporary name renamed when complete, so a
  * killed run never leaves a file that looks whole.
- * atomic_file_open() returns a FILE* writing to "PATH.tmp.PID"; commit
+ * atomic_file_open() returns a FILE* writing to "PATH.tmp.PID" (and removes
+ * the "PATH.tmp.PID" a killed writer left, see remove_stale_tmp()); commit
  * flushes, fsyncs, closes and renames; abort closes and removes. */
 typedef struct atomic_file {
 	FILE *f;
@@ -84,6 +85,17 @@ typedef struct atomic_file {
 int atomic_file_open(atomic_file *af, const char *path, mvl_err *err);
 int atomic_file_commit(atomic_file *af, mvl_err *err);
 void atomic_file_abort(atomic_file *af);
+
+/* writer_gone() : 1 when no process pid runs on this machine (a zombie, a
+ * killed child its parent has not reaped yet, counts as gone). */
+int writer_gone(long pid);
+
+/* remove_stale_tmp() : removes the files "NAME.tmp.PID" in dir whose
+ * writer no longer runs (no process PID on this machine), for each NAME
+ * that keep(NAME, its length, ctx) accepts: what a killed run left beside
+ * its outputs goes when they are written again, instead of piling up
+ * across reruns.  A live writer's temporary is never touched. */
+void remove_stale_tmp(const char *dir, int (*keep)(const char *name, size_t len, void *ctx), void *ctx);
 
 /* remove_tree() : rm -r path (no error when it does not exist; checkpoint
  * and run directories, never followed through symlinks). */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh: install every Debian package mvl needs to build, test and bench.
 # Idempotent: packages already installed are skipped; apt-get runs only when
-# something is missing.  Usage: scripts/deps.sh [--bench|--test|--fuzz]
+# something is missing.  Usage: scripts/deps.sh [--bench|--test|--fuzz|--valgrind]
 #   --bench  also installs the photo set the ingest benchmark reads
 #            (mate-backgrounds: real JPEG photos of a few megapixels;
 #            libexttextcat-dev: the language-ID comparison of scripts/eval_langid.sh).
@@ -10,6 +10,8 @@
 #   --fuzz   also installs clang with libFuzzer's runtime (libclang-rt-dev:
 #            libclang_rt.fuzzer and the sanitizers) and libomp-dev (clang's
 #            OpenMP), for `make fuzz`.
+#   --valgrind  also installs valgrind, for `make valgrind` (memcheck on a
+#            small end to end).
 set -eu
 
 PKGS="build-essential pkg-config
@@ -25,6 +27,9 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 if [ "${1:-}" = "--fuzz" ]; then
 	PKGS="$PKGS clang libclang-rt-dev libomp-dev"
+fi
+if [ "${1:-}" = "--valgrind" ]; then
+	PKGS="$PKGS valgrind"
 fi
 if [ "${1:-}" = "--test" ]; then
 	PKGS="$PKGS chromium"

@@ -403,8 +403,8 @@ static int write_meta(bpe_trainer *tr, const tok_opts *o, const char *pattern, m
 		if ((rc = atomic_file_open(&af, path, err)) != 0)
 			break;
 		if (json_dumpf(docs[i], af.f, JSON_INDENT(i ? 0 : 2) | JSON_PRESERVE_ORDER) != 0) {
+			rc = mvl_errf(err, "cannot write '%s': %s", af.tmp, strerror(errno));
 			atomic_file_abort(&af);
-			rc = mvl_errf(err, "cannot write '%s'", path);
 			break;
 		}
 		fputc('\n', af.f);

@@ -1,6 +1,7 @@
 /* safetensors.c: the safetensors container with jansson. */
 #include "safetensors.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,13 @@ int st_write(const char *path, const st_tensor *t, int n, const char *const *met
 			count *= (size_t)t[i].shape[d];
 		ok = fwrite(t[i].data, 4, count, af.f) == count;
 	}
+	int e = errno;
 	free(text);
 	if (!ok) {
+		/* the reason (a full disk, a file too large) names the file */
+		mvl_errf(err, "cannot write '%s': %s", af.tmp, strerror(e));
 		atomic_file_abort(&af);
-		return mvl_errf(err, "writing '%s' failed", path);
+		return -1;
 	}
 	return atomic_file_commit(&af, err);
 }

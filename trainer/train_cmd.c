@@ -33,6 +33,7 @@ typedef struct train_opts {
 	int zero;          /* 1: ZeRO-1 optimizer sharding across the ranks */
 	int expert_parallel; /* MoE experts spread over the ranks (ddp.h) */
 	double bucket_mb;  /* allreduce bucket size */
+	double peak_gflops; /* MFU's denominator; 0: measured at start */
 	uint64_t seed;
 	double lr, min_lr, weight_decay, grad_clip, beta1, beta2, eps, decay_fraction;
 	int decay_norms;
@@ -81,7 +82,7 @@ static void clean_stale_tmp(const char *out)
 		if (strncmp(e->d_name, "step-", 5) || !t)
 			continue;
 		long pid = strtol(t + 5, NULL, 10);
-		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+		if (pid > 0 && !writer_gone(pid))
 			continue;
 		buf p = {0};
 		buf_printf(&p, "%s/%s", out, e->d_name);
@@ -195,6 +196,8 @@ static int save_checkpoint(const char *out, const model *m, float **om, float **
 	fprintf(af.f, "step-%08lld\n", (long long)step);
 	rc = atomic_file_commit(&af, err);
 out:
+	if (rc != 0)
+		remove_tree((char *)tmp.data); /* a failed write (full disk) leaves nothing half-made */
 	buf_free(&dir);
 	buf_free(&tmp);
 	buf_free(&p);
@@ -484,14 +487,14 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		buf_free(&p);
 	}
 	sc.total = o->steps;
-	double peak = sgemm_peak();
+	double peak = o->peak_gflops > 0 ? o->peak_gflops * 1e9 : sgemm_peak();
 	if (!o->quiet && lead) {
 		fprintf(stderr, "mvl train: %zu parameters (%s trainable), seq %d x batch %d x accum %d", m->nparams,
 			o->trainable ? o->trainable : "all", L, B, K);
 		if (N > 1)
 			fprintf(stderr, " x %d ranks (%s, %d buckets)", N,
 				o->zero ? "ZeRO-1" : ep ? "allreduce, experts parallel" : "allreduce", ddp_buckets(dp));
-		fprintf(stderr, ", sgemm peak %.1f GFLOP/s\n", peak / 1e9);
+		fprintf(stderr, ", %s peak %.1f GFLOP/s\n", o->peak_gflops > 0 ? "given" : "sgemm", peak / 1e9);
 	}
 	bb = xcalloc((size_t)K, sizeof *bb);
 	for (int k = 0; k < K; k++)
@@ -616,16 +619,21 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		else if (metrics)
 			fprintf(metrics, "{\"step\":%lld,\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.1f,\"mfu\":%.4f}\n",
 				(long long)step, loss, lr, gnorm, tps, mfu);
-		if (metrics)
-			fflush(metrics); /* whole lines only, even if killed */
+		if (metrics && (fflush(metrics) != 0 || ferror(metrics))) { /* whole lines only, even if killed */
+			mvl_errf(&err, "cannot write '%s/metrics.jsonl': %s", o->output, strerror(errno));
+			goto fail;
+		}
 		if (o->eval_pack && lead && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || step + 1 == o->steps)) {
 			double ev = 0;
 			if (eval_pack(m, &evs, &evb, B, L, 0, &ev, &err) != 0)
 				goto fail;
 			if (!o->quiet)
 				fprintf(stderr, "step %lld eval_loss %.6f\n", (long long)step, ev);
-			if (metrics)
-				fprintf(metrics, "{\"step\":%lld,\"eval_loss\":%.8g}\n", (long long)step, ev);
+			if (metrics && (fprintf(metrics, "{\"step\":%lld,\"eval_loss\":%.8g}\n", (long long)step, ev) < 0 ||
+					fflush(metrics) != 0)) {
+				mvl_errf(&err, "cannot write '%s/metrics.jsonl': %s", o->output, strerror(errno));
+				goto fail;
+			}
 		}
 		if (o->output && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < o->steps &&
 		    checkpoint(d, dp, gather, o->output, m, &opt, step + 1, data_pos, losses, skipped, &err) != 0)
@@ -663,8 +671,10 @@ fail:
 	fprintf(stderr, "mvl train: %s\n", err.msg);
 out:
 	ddp_free(dp);
-	if (metrics)
-		fclose(metrics);
+	if (metrics && fclose(metrics) != 0 && rc == 0) {
+		fprintf(stderr, "mvl train: cannot write '%s/metrics.jsonl': %s\n", o->output, strerror(errno));
+		rc = 1;
+	}
 	for (int k = 0; bb && k < K; k++)
 		batch_free(&bb[k]);
 	free(bb);
@@ -725,6 +735,8 @@ int cmd_train(int argc, char **argv)
 		 "mpirun, MoE: each rank owns n_experts / N of every MoE layer's experts"},
 		{"bucket-mb", 0, OPT_DOUBLE, &o.bucket_mb, "25", "X", "mpirun: gradient allreduce bucket size in MB"},
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "threads (0: all cores, shared by the ranks of a machine)"},
+		{"peak-gflops", 0, OPT_DOUBLE, &o.peak_gflops, "0", "X",
+		 "MFU against this peak (the hardware's spec sheet); 0: the sgemm peak measured at start"},
 		{"quiet", 'q', OPT_FLAG, &o.quiet, NULL, NULL, "no per-step log on stderr"},
 		{0},
 	};
