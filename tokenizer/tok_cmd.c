@@ -171,10 +171,12 @@ static int tok_sink(void *ctx, const sample *s, mvl_err *err)
 	size_t n = m ? m->size / sizeof(uint32_t) : 0;
 	st->total += n;
 	st->samples++;
-	if (st->count)
-		printf("%s\t%zu\n", s->key, n);
-	else
+	if (st->count) {
+		tsv_put(stdout, s->key); /* a key may hold tabs and newlines */
+		printf("\t%zu\n", n);
+	} else {
 		emit_ids(stdout, st->o->format, s->key, m ? (const uint32_t *)m->data : NULL, n);
+	}
 	if (ferror(stdout))
 		return mvl_errf(err, "cannot write standard output");
 	return 0;
