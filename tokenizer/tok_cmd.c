@@ -19,6 +19,7 @@ typedef struct tok_opts {
 	/* train */
 	int vocab, min_frequency;
 	const char *specials, *output;
+	const char *rejects; /* --stream, count: the samples without a caption */
 } tok_opts;
 
 static int special_mode(const char *s)
@@ -193,6 +194,7 @@ static int tok_stream(const tok_opts *o, char **args, int nargs, int count)
 	}
 	stream_opts so = {0};
 	so.quiet = 1;
+	so.rejects = o->rejects;
 	stream_run sr;
 	if (stream_run_open(&sr, cmd, &so, args, nargs, RUN_SHARDS, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
@@ -509,6 +511,8 @@ int cmd_tok(int argc, char **argv)
 		{"stream", 0, OPT_FLAG, &o.stream, NULL, NULL,
 		 "INPUTs are sample streams (tar, .tar.zst, ...): tokenize each KEY.txt"},
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "worker threads for streams (0: all cores)"},
+		{"rejects", 0, OPT_STR, &o.rejects, NULL, "FILE",
+		 "streams: write the samples not tokenized (no caption, a special token) as TSV"},
 		{"vocab", 0, OPT_INT, &o.vocab, "8192", "N", "train: ordinary tokens (256 bytes + merges)"},
 		{"min-frequency", 0, OPT_INT, &o.min_frequency, "2", "N", "train: rarest pair still merged"},
 		{"special", 0, OPT_STR, &o.specials, NULL, "LIST",
