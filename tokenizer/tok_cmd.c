@@ -306,7 +306,7 @@ static int tok_decode(const tok_opts *o)
 		fprintf(stderr, "mvl tok decode: %s\n", err.msg);
 		rc = 1;
 	}
-	if (rc == 0)
+	if (rc == 0 && out.len) /* no ids, no buffer: fwrite(NULL) is undefined */
 		fwrite(out.data, 1, out.len, stdout);
 	free(ids);
 	buf_free(&text);
