@@ -652,6 +652,8 @@ static int load_index(dedup_state *st, mvl_err *err)
 		*f2++ = 0;
 		*f3++ = 0;
 		*f4++ = 0;
+		tsv_unescape(f1);
+		tsv_unescape(f3);
 		uint8_t why = reason_code(f2);
 		if (!why) {
 			rc = mvl_errf(err, "'%s' line %zu: unknown reason '%s'", st->c.index, lineno, f2);
@@ -708,8 +710,18 @@ static int write_index(dedup_state *st, mvl_err *err)
 		free(win);
 		return -1;
 	}
+	/* Pass 2 drops by key: a key that also names a survivor (the same
+	 * shard read twice) would drop the survivor with its copy.  Such a
+	 * duplicate is kept, and said. */
+	hset128 *survivors = hset128_new();
+	for (uint32_t i = 0; i < n; i++)
+		if (st->why[i] != reason_code("contaminated") && win[uf_find(st->parent, i)] == i) {
+			XXH128_hash_t h = XXH3_128bits(st->allkeys[i], strlen(st->allkeys[i]));
+			hset128_put(survivors, h.low64, h.high64, i);
+		}
 	fprintf(af.f, "# mvl dedup index 1\n");
-	uint64_t dropped = 0;
+	uint64_t dropped = 0, ambiguous = 0;
+	const char *first_ambiguous = NULL;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t why = st->why[i];
 		const char *kept = "-";
@@ -720,14 +732,33 @@ static int write_index(dedup_state *st, mvl_err *err)
 			kept = st->allkeys[w];
 			if (!why) /* the first of its cluster lost to a later one */
 				why = st->why[w];
-			record_drop(st, w, st->allkeys[i], reason_names[why], st->dist[i]);
 		}
-		fprintf(af.f, "%s\t%s\t%s\t%g\n", st->allkeys[i], reason_names[why], kept, (double)st->dist[i]);
+		XXH128_hash_t h = XXH3_128bits(st->allkeys[i], strlen(st->allkeys[i]));
+		if (hset128_find(survivors, h.low64, h.high64) >= 0) {
+			if (!ambiguous++)
+				first_ambiguous = st->allkeys[i];
+			continue;
+		}
+		if (why != reason_code("contaminated"))
+			record_drop(st, win[uf_find(st->parent, i)], st->allkeys[i], reason_names[why], st->dist[i]);
+		/* keys escaped as the rejects TSV escapes them: a tab or a
+		 * newline in a key must not break the line */
+		tsv_put(af.f, st->allkeys[i]);
+		fprintf(af.f, "\t%s\t", reason_names[why]);
+		tsv_put(af.f, kept);
+		fprintf(af.f, "\t%g\n", (double)st->dist[i]);
 		dropped++;
 	}
+	hset128_free(survivors);
 	free(win);
 	fprintf(stderr, "mvl dedup: index '%s': %u samples, %llu to drop\n", st->c.build_index, n,
 		(unsigned long long)dropped);
+	if (ambiguous)
+		fprintf(stderr,
+			"mvl dedup: index '%s': %llu duplicate%s kept: %s a survivor's key (first: '%.200s'); "
+			"keys must be unique for --index\n",
+			st->c.build_index, (unsigned long long)ambiguous, ambiguous == 1 ? "" : "s",
+			ambiguous == 1 ? "it shares" : "they share", first_ambiguous);
 	/* --clusters names the survivors by their keys */
 	st->keys = st->allkeys;
 	st->nkept = n;

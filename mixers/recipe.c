@@ -737,23 +737,54 @@ static void read_eval(ctx *c, recipe *r, const yaml_node_t *m)
 
 /* ---------------------------------------------------------------------- */
 
+/* libyaml's scanner pays for every open flow collection ([ or {) on every
+ * token: a file nested 100,000 deep took minutes.  A recipe nests a few
+ * levels; brackets are counted on the raw bytes (inside strings too: only
+ * more caution), so nothing deeper reaches the parser.  @return 0 or -1. */
+enum { MAX_FLOW_DEPTH = 64 };
+
+static int check_flow_depth(const char *path, const buf *text, mvl_err *err)
+{
+	size_t line = 1, col = 0;
+	int depth = 0;
+	for (size_t i = 0; i < text->len; i++) {
+		unsigned char ch = text->data[i];
+		col++;
+		if (ch == '\n') {
+			line++;
+			col = 0;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > MAX_FLOW_DEPTH)
+				return mvl_errf(err, "%s:%zu:%zu: brackets nested deeper than %d levels", path, line, col,
+						MAX_FLOW_DEPTH);
+		} else if ((ch == ']' || ch == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return 0;
+}
+
 recipe *recipe_load(const char *path, buf *diag, mvl_err *err)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		mvl_errf(err, "cannot open '%s': %s", path, strerror(errno));
+	buf text = {0};
+	if (read_file(path, 64u << 20, &text, err) != 0) {
+		buf_free(&text);
+		return NULL;
+	}
+	if (check_flow_depth(path, &text, err) != 0) {
+		buf_free(&text);
 		return NULL;
 	}
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
+	yaml_parser_set_input_string(&parser, text.data, text.len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		mvl_errf(err, "%s:%zu:%zu: YAML: %s%s%s", path, (size_t)parser.problem_mark.line + 1,
 			 (size_t)parser.problem_mark.column + 1, parser.problem ? parser.problem : "malformed",
 			 parser.context ? " " : "", parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
-		fclose(f);
+		buf_free(&text);
 		return NULL;
 	}
 	/* a second document would be ignored: refuse it */
@@ -764,7 +795,7 @@ recipe *recipe_load(const char *path, buf *diag, mvl_err *err)
 		yaml_document_delete(&more);
 	}
 	yaml_parser_delete(&parser);
-	fclose(f);
+	buf_free(&text);
 	if (extra) {
 		yaml_document_delete(&doc);
 		mvl_errf(err, "%s: more than one YAML document ('---'): a recipe is one document", path);

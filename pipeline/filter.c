@@ -163,6 +163,8 @@ struct filter_chain {
 	char **vals;        /* option values the configs point into */
 	int nvals;
 	fstats ordered_st;  /* the last filter's ordered drops (writer thread) */
+	fstats run_st;      /* every rejection of the run by reason, the
+			     * reader's included (filter_chain_note_rejects) */
 	opt_spec *cmd_specs; /* filter_chain_single: the command-line table */
 };
 
@@ -505,11 +507,29 @@ static int by_lang_count(const void *a, const void *b)
 	return strcmp(x->code, y->code);
 }
 
+void filter_chain_note_rejects(filter_chain *c, const rejects *rj)
+{
+	c->run_st.nr = 0;
+	for (int i = 0; i < rejects_reasons(rj); i++) {
+		uint64_t n;
+		const char *reason = rejects_reason(rj, i, &n);
+		count_reason(&c->run_st, reason, n);
+	}
+}
+
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err)
 {
 	json_t *root = json_pack("{s:s,s:I,s:I,s:I}", "chain", c->spec, "in", (json_int_t)in,
 				 "kept", (json_int_t)kept, "dropped", (json_int_t)(in - kept));
+	/* in = kept + the sum of these: the reader's rejections (unsafe
+	 * names, broken shards) have no filter to count them */
+	json_t *all = json_object();
+	if (c->run_st.nr > 1)
+		qsort(c->run_st.r, (size_t)c->run_st.nr, sizeof *c->run_st.r, by_count);
+	for (int k = 0; k < c->run_st.nr; k++)
+		json_object_set_new(all, c->run_st.r[k].reason, json_integer((json_int_t)c->run_st.r[k].n));
+	json_object_set_new(root, "reasons", all);
 	json_t *fs = json_array();
 	for (int i = 0; i < c->n; i++) {
 		fstats *st = &c->f[i].st;
@@ -581,6 +601,7 @@ void filter_chain_free(filter_chain *c)
 		free(c->cmd_specs);
 	}
 	free(c->ordered_st.r);
+	free(c->run_st.r);
 	pthread_mutex_destroy(&c->mu);
 	for (int i = 0; i < c->nvals; i++)
 		free(c->vals[i]);
@@ -838,6 +859,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 		sr.output_failed = 1; /* the run's report is incomplete: fail */
 	}
+	filter_chain_note_rejects(c, sr.rj);
 	status = stream_run_close(&sr);
 	if (stats && filter_chain_stats(c, stats, in, kept, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);

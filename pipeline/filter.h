@@ -100,6 +100,10 @@ int filter_chain_apply(filter_chain *c, chain_tls *t, sample *s, reject_info *rj
 int filter_chain_ordered(filter_chain *c, sample *s, reject_info *rj);
 /* filter_chain_finish() : every filter's finish step.  @return 0 / -1. */
 int filter_chain_finish(filter_chain *c, mvl_err *err);
+/* filter_chain_note_rejects() : records the run's rejections by reason
+ * (the reader's and every filter's: the summary line's counts) for the
+ * stats JSON's "reasons"; call it before stream_run_close(). */
+void filter_chain_note_rejects(filter_chain *c, const rejects *rj);
 /* filter_chain_stats() : writes the stats JSON (see filters/README.md). */
 int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
 		       mvl_err *err);

@@ -234,6 +234,7 @@ int filter_run_split(filter_chain *c, const char *name, const stream_opts *so, c
 		status = 1;
 	}
 	sr.no_summary = d->rank != 0;
+	filter_chain_note_rejects(c, sr.rj); /* rank 0's: the job's totals */
 	/* as one process: damaged inputs fail the run (status 1) but their
 	 * other samples' outputs stand; a failed output discards its shard */
 	if (stream_run_close(&sr) != 0)

@@ -47,7 +47,7 @@ static int list_pack(const char *path, int quiet)
  * (ls reads headers only); "-" when absent. */
 static void print_sample(const sample *s, FILE *f)
 {
-	fputs(s->key, f);
+	tsv_put(f, s->key); /* a key may hold tabs and newlines */
 	fputc('\t', f);
 	for (int i = 0; i < s->n; i++)
 		fprintf(f, "%s%s", i ? "," : "", s->m[i].ext);
@@ -81,7 +81,8 @@ int cmd_ls(int argc, char **argv)
 		"MEMBERS are the extensions in stream order (comma-separated); FORMAT and\n"
 		"size come from the first image's header (jpeg, png, webp; 'invalid' when\n"
 		"the header cannot be read); CAPTION_CHARS counts the code points of\n"
-		"KEY.txt.  '-' marks what a sample lacks.\n"
+		"KEY.txt.  '-' marks what a sample lacks.  A key holding tabs, newlines or\n"
+		"backslashes is escaped (\\t \\n \\\\), as in the rejects TSV.\n"
 		"Pack files (mvl pack) list one line per sequence instead:\n"
 		"  INDEX  TOKENS/SEQ_LEN  SAMPLES  IMAGES  KEYS (comma-separated; '~': truncated)",
 		NULL,

@@ -56,19 +56,6 @@ rejects *rejects_open(const char *path, mvl_err *err)
 	return r;
 }
 
-static void put_field(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '\t': fputs("\\t", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\\': fputs("\\\\", f); break;
-		default: fputc(*s, f);
-		}
-	}
-}
-
 void rejects_add_count(rejects *r, const char *reason, uint64_t n)
 {
 	int i;
@@ -105,13 +92,13 @@ void rejects_add(rejects *r, const char *key, const char *source,
 	rejects_add_count(r, rj->reason, 1);
 	if (r->has_file) {
 		FILE *f = r->af.f;
-		put_field(f, key);
+		tsv_put(f, key);
 		fputc('\t', f);
-		put_field(f, source ? source : "-");
+		tsv_put(f, source ? source : "-");
 		fputc('\t', f);
-		put_field(f, rj->reason);
+		tsv_put(f, rj->reason);
 		fputc('\t', f);
-		put_field(f, rj->detail);
+		tsv_put(f, rj->detail);
 		fputc('\n', f);
 	}
 }

@@ -976,21 +976,6 @@ static example *ex_add(ex_set *s, const char *key, const char *reason, const cha
 	return e;
 }
 
-/* Undoes the rejects TSV escapes (\t \n \r \\) in place. */
-static void tsv_unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '\\' && s[1]) {
-			s++;
-			*o++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = 0;
-}
-
 /* A small string -> int map (dedup clusters by kept key). */
 typedef struct smap {
 	char **k;

@@ -33,6 +33,8 @@ sample_source shard_source(char **paths, int n, const reader_opts *o)
 /* folder walking */
 
 typedef struct dir_level {
+	dev_t dev;          /* which directory: a symlink back to one on */
+	ino_t ino;          /* the stack is a loop, not more samples */
 	char *path;         /* full path of the directory */
 	char *rel;          /* relative to the root ("" for the root) */
 	struct dirent **ent;
@@ -64,6 +66,12 @@ static int skip_name(const char *name)
 
 static int walk_push(folder_walk *w, const char *path, const char *rel, mvl_err *err)
 {
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return mvl_errf(err, "cannot read directory '%s': %s", path, strerror(errno));
+	for (int i = 0; i < w->depth; i++)
+		if (w->st[i].dev == st.st_dev && w->st[i].ino == st.st_ino)
+			return mvl_errf(err, "'%s' is '%s' again (a symlink loop): not followed", path, w->st[i].path);
 	struct dirent **ent;
 	int n = scandir(path, &ent, NULL, name_cmp);
 	if (n < 0)
@@ -73,6 +81,8 @@ static int walk_push(folder_walk *w, const char *path, const char *rel, mvl_err 
 		w->st = xrealloc(w->st, (size_t)w->cap * sizeof *w->st);
 	}
 	dir_level *d = &w->st[w->depth++];
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
 	d->path = xstrdup(path);
 	d->rel = xstrdup(rel);
 	d->ent = ent;
@@ -270,7 +280,9 @@ static int start_input(ingest_src *g, mvl_err *err)
 static int load_member(ingest_src *g, sample *s, const char *path, const char *ext,
 		       reject_info *rj)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would wait for a writer forever; it is
+	 * refused below as not a regular file (regular files ignore the flag) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return reject_set(rj, errno == ENOENT ? "missing_file" : "unreadable_file",
 				  "'%s': %s", path, strerror(errno));

@@ -10,7 +10,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-enum { WIN = 1 << 20, CIN = 1 << 18 };
+enum { WIN = 1 << 20, CIN = 1 << 18, ZSTEP = 1 << 14 };
 enum codec { PLAIN, ZSTD, GZIP, OTHER };
 
 struct tar_in {
@@ -27,6 +27,8 @@ struct tar_in {
 	z_stream zs;
 	int zs_init, zs_end;   /* gzip: a member ended (another may follow) */
 	int zmid;              /* zstd: inside a frame (more input needed) */
+	int broken;            /* the decoder failed: after the bytes it gave */
+	mvl_err broken_err;    /* before failing, this error ends the input */
 	struct archive *a;     /* OTHER: libarchive raw reader */
 	/* decompressed window */
 	unsigned char *win;
@@ -38,6 +40,7 @@ struct tar_in {
 	uint64_t pad;          /* padding after them */
 	buf name, longname, longlink, paxpath;
 	int has_longname, has_paxpath, has_paxsize, ended;
+	int past_end;          /* end-of-archive blocks were seen */
 	uint64_t paxsize;
 };
 
@@ -98,6 +101,10 @@ static int fill_win(tar_in *t, mvl_err *err)
 		memmove(t->win, t->win + t->wpos, t->wlen - t->wpos);
 	t->wlen -= t->wpos;
 	t->wpos = 0;
+	if (t->broken) {
+		*err = t->broken_err;
+		return -1;
+	}
 	size_t before = t->wlen;
 	while (t->wlen == before && !t->weof) {
 		switch (t->codec) {
@@ -120,7 +127,11 @@ static int fill_win(tar_in *t, mvl_err *err)
 				t->weof = 1;
 				break;
 			}
-			ZSTD_inBuffer in = {t->cin, t->clen, t->cpos};
+			/* A call that fails reports none of what it decoded before
+			 * the damage; small steps lose at most one block, and the
+			 * samples decoded whole before it are still read. */
+			size_t step = t->clen - t->cpos < ZSTEP ? t->clen : t->cpos + ZSTEP;
+			ZSTD_inBuffer in = {t->cin, step, t->cpos};
 			ZSTD_outBuffer out = {t->win, WIN, t->wlen};
 			size_t rc = ZSTD_decompressStream(t->zd, &out, &in);
 			if (ZSTD_isError(rc))
@@ -150,11 +161,17 @@ static int fill_win(tar_in *t, mvl_err *err)
 			t->zs.next_out = t->win + t->wlen;
 			t->zs.avail_out = (uInt)(WIN - t->wlen);
 			int zr = inflate(&t->zs, Z_NO_FLUSH);
-			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
-				return mvl_errf(err, "'%s': gzip: %s", t->path,
-						t->zs.msg ? t->zs.msg : "corrupt data");
 			t->cpos = t->clen - t->zs.avail_in;
 			t->wlen = WIN - t->zs.avail_out;
+			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+				mvl_errf(&t->broken_err, "'%s': gzip: %s", t->path,
+					 t->zs.msg ? t->zs.msg : "corrupt data");
+				t->broken = 1;
+				if (t->wlen > before)
+					break; /* what came out before the damage is read first */
+				*err = t->broken_err;
+				return -1;
+			}
 			if (zr == Z_STREAM_END)
 				t->zs_end = 1;
 			break;
@@ -366,9 +383,9 @@ static int checksum_ok(const unsigned char *h)
 	return (int64_t)want == s;
 }
 
-static int all_zero(const unsigned char *h)
+static int all_zero_n(const unsigned char *h, size_t n)
 {
-	for (int i = 0; i < 512; i++)
+	for (size_t i = 0; i < n; i++)
 		if (h[i])
 			return 0;
 	return 1;
@@ -456,22 +473,41 @@ int tar_next(tar_in *t, tar_entry *e, mvl_err *err)
 		int64_t k = take(t, h, 512, err);
 		if (k < 0)
 			return -1;
-		if (k == 0 && !t->has_longname && !t->has_paxpath && !t->has_paxsize) {
+		int meta = t->has_longname || t->has_paxpath || t->has_paxsize;
+		if (k == 0 && !meta) {
 			t->ended = 1; /* no end-of-archive blocks: accepted, as GNU tar does */
+			return 0;
+		}
+		if (k < 512 && t->past_end && !meta && all_zero_n(h, (size_t)k)) {
+			t->ended = 1; /* zero padding that is not a whole block */
 			return 0;
 		}
 		if (k < 512)
 			return mvl_errf(err, at == 0 ? "'%s': not a tar archive (plain, .zst or .gz)"
-						     : "'%s': truncated tar archive (a header at offset %llu is cut)",
+					: t->past_end ? "'%s': data after the end-of-archive blocks at offset %llu "
+							"is not a tar header (garbage appended?)"
+						      : "'%s': truncated tar archive (a header at offset %llu is cut)",
 					t->path, (unsigned long long)at);
-		if (all_zero(h)) {
-			t->ended = 1;
-			return 0;
+		if (all_zero_n(h, 512)) {
+			/* End-of-archive blocks, then usually zero padding to the
+			 * record size.  Reading goes on, as GNU tar's --ignore-zeros
+			 * does: archives joined with `cat a.tar b.tar` keep the
+			 * samples of the later ones instead of losing them without
+			 * a word, and garbage after the end is an error. */
+			if (meta) {
+				t->ended = 1;
+				return 0;
+			}
+			t->past_end = 1;
+			continue;
 		}
 		if (!checksum_ok(h))
 			return mvl_errf(err, at == 0 ? "'%s': not a tar archive (plain, .zst or .gz)"
-						     : "'%s': corrupt tar header at offset %llu (bad checksum)",
+					: t->past_end ? "'%s': data after the end-of-archive blocks at offset %llu "
+							"is not a tar header (garbage appended?)"
+						      : "'%s': corrupt tar header at offset %llu (bad checksum)",
 					t->path, (unsigned long long)at);
+		t->past_end = 0; /* a header: another archive followed the end */
 		uint64_t size;
 		if (num_field(h + 124, 12, &size) != 0)
 			return mvl_errf(err, "'%s': bad size field in the header at offset %llu", t->path,

@@ -7,7 +7,10 @@
  * reader.  The format is recognised from the content, never the name.
  *
  * Every header's checksum is verified; a bad one, a malformed pax record,
- * or data that ends early is an error naming the offset.  Reading is
+ * or data that ends early is an error naming the offset.  The end is the
+ * end of the input: end-of-archive blocks are read past (GNU tar's
+ * --ignore-zeros), so archives joined by `cat` are read whole, and
+ * anything but zeros or another archive after them is an error.  Reading is
  * streaming with one 1 MiB window: memory does not grow with the input.
  * Why not libarchive for the tar layer too: mvl reads millions of small
  * members, and libarchive's per-entry work (locale conversion of every

@@ -288,6 +288,33 @@ static size_t utf8_bad_len(const unsigned char *s, size_t n)
 	return i;
 }
 
+void tsv_put(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '\t': fputs("\\t", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\\': fputs("\\\\", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+void tsv_unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (*s != '\\' || !s[1]) {
+			*o++ = *s;
+			continue;
+		}
+		s++;
+		*o++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s;
+	}
+	*o = 0;
+}
+
 size_t utf8_repair(const unsigned char *s, size_t n, buf *out)
 {
 	size_t i = 0, bad = 0;

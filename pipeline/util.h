@@ -73,6 +73,13 @@ size_t utf8_count(const unsigned char *s, size_t n);
  * @return the number of replacements. */
 size_t utf8_repair(const unsigned char *s, size_t n, buf *out);
 
+/* tsv_put() : writes s as one TSV field: tab, newline, carriage return
+ * and backslash escaped as \t \n \r \\ (a key from a tar member name can
+ * hold any of them; a listing keeps one line per record). */
+void tsv_put(FILE *f, const char *s);
+/* tsv_unescape() : undoes tsv_put() in place. */
+void tsv_unescape(char *s);
+
 /* Write a whole file through a temporary name renamed when complete, so a
  * killed run never leaves a file that looks whole.
  * atomic_file_open() returns a FILE* writing to "PATH.tmp.PID" (and removes

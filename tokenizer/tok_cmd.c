@@ -19,6 +19,7 @@ typedef struct tok_opts {
 	/* train */
 	int vocab, min_frequency;
 	const char *specials, *output;
+	const char *rejects; /* --stream, count: the samples without a caption */
 } tok_opts;
 
 static int special_mode(const char *s)
@@ -171,10 +172,12 @@ static int tok_sink(void *ctx, const sample *s, mvl_err *err)
 	size_t n = m ? m->size / sizeof(uint32_t) : 0;
 	st->total += n;
 	st->samples++;
-	if (st->count)
-		printf("%s\t%zu\n", s->key, n);
-	else
+	if (st->count) {
+		tsv_put(stdout, s->key); /* a key may hold tabs and newlines */
+		printf("\t%zu\n", n);
+	} else {
 		emit_ids(stdout, st->o->format, s->key, m ? (const uint32_t *)m->data : NULL, n);
+	}
 	if (ferror(stdout))
 		return mvl_errf(err, "cannot write standard output");
 	return 0;
@@ -191,6 +194,7 @@ static int tok_stream(const tok_opts *o, char **args, int nargs, int count)
 	}
 	stream_opts so = {0};
 	so.quiet = 1;
+	so.rejects = o->rejects;
 	stream_run sr;
 	if (stream_run_open(&sr, cmd, &so, args, nargs, RUN_SHARDS, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
@@ -302,7 +306,7 @@ static int tok_decode(const tok_opts *o)
 		fprintf(stderr, "mvl tok decode: %s\n", err.msg);
 		rc = 1;
 	}
-	if (rc == 0)
+	if (rc == 0 && out.len) /* no ids, no buffer: fwrite(NULL) is undefined */
 		fwrite(out.data, 1, out.len, stdout);
 	free(ids);
 	buf_free(&text);
@@ -507,6 +511,8 @@ int cmd_tok(int argc, char **argv)
 		{"stream", 0, OPT_FLAG, &o.stream, NULL, NULL,
 		 "INPUTs are sample streams (tar, .tar.zst, ...): tokenize each KEY.txt"},
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "worker threads for streams (0: all cores)"},
+		{"rejects", 0, OPT_STR, &o.rejects, NULL, "FILE",
+		 "streams: write the samples not tokenized (no caption, a special token) as TSV"},
 		{"vocab", 0, OPT_INT, &o.vocab, "8192", "N", "train: ordinary tokens (256 bytes + merges)"},
 		{"min-frequency", 0, OPT_INT, &o.min_frequency, "2", "N", "train: rarest pair still merged"},
 		{"special", 0, OPT_STR, &o.specials, NULL, "LIST",
