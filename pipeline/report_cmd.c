@@ -1721,6 +1721,21 @@ static stage *list_stages(report *r, int *n)
 	return st;
 }
 
+/* A stage's heading, then its JSON file p (freed), or a missing-input
+ * line when it cannot be read (NULL). */
+static json_t *stage_json(report *r, buf *b, const char *stage, char *p)
+{
+	char why[256];
+	json_t *j = load_json(p, why);
+	buf_printf(b, "<h3>");
+	esc(b, stage);
+	buf_printf(b, "</h3>\n");
+	if (!j)
+		missing(r, b, "%s: %s", p, why);
+	free(p);
+	return j;
+}
+
 static void sec_mix(report *r, buf *b, stage *st, int ns)
 {
 	section(r, b, "mixture", "Mixture per stage: requested and realized");
@@ -1729,17 +1744,9 @@ static void sec_mix(report *r, buf *b, stage *st, int ns)
 		return;
 	}
 	for (int i = 0; i < ns; i++) {
-		char *p = pathf("%s/stages/%s/mix.json", r->run, st[i].name), why[256];
-		json_t *m = load_json(p, why);
-		buf_printf(b, "<h3>");
-		esc(b, st[i].name);
-		buf_printf(b, "</h3>\n");
-		if (!m) {
-			missing(r, b, "%s: %s", p, why);
-			free(p);
+		json_t *m = stage_json(r, b, st[i].name, pathf("%s/stages/%s/mix.json", r->run, st[i].name));
+		if (!m)
 			continue;
-		}
-		free(p);
 		json_t *src = json_object_get(m, "sources");
 		size_t n = json_array_size(src);
 		buf_printf(b, "<p>Seed ");
@@ -1992,22 +1999,15 @@ static void sec_average(report *r, buf *b, stage *st, int ns)
 	section(r, b, "averaging", "Checkpoint averaging");
 	int any = 0;
 	for (int i = 0; i < ns; i++) {
-		char *p = pathf("%s/stages/%s/average.json", r->run, st[i].name), why[256];
+		char *p = pathf("%s/stages/%s/average.json", r->run, st[i].name);
 		if (!is_file(p)) {
 			free(p);
 			continue;
 		}
-		json_t *a = load_json(p, why);
 		any = 1;
-		buf_printf(b, "<h3>");
-		esc(b, st[i].name);
-		buf_printf(b, "</h3>\n");
-		if (!a) {
-			missing(r, b, "%s: %s", p, why);
-			free(p);
+		json_t *a = stage_json(r, b, st[i].name, p);
+		if (!a)
 			continue;
-		}
-		free(p);
 		json_t *mem = json_object_get(a, "members"), *w = json_object_get(a, "weights");
 		size_t n = json_array_size(mem) > json_array_size(w) ? json_array_size(mem) : json_array_size(w);
 		double avg, best = INFINITY, mean = 0;
