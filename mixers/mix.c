@@ -26,6 +26,7 @@ typedef struct source {
 	int epoch_done;          /* this epoch's shards are all read */
 	uint64_t read_this_epoch, per_epoch; /* per_epoch: 0 until one pass ends */
 	uint64_t tokens, samples, rejected, shards_opened;
+	int damaged;             /* inputs that broke or could not be read (first epoch) */
 	int warned_input;
 } source;
 
@@ -88,8 +89,10 @@ static int read_raw(source *s, sample *out, rejects *log, mvl_err *err)
 			prefix_reason(&rj, "read.");
 			rejects_add(log, out->key, out->source, &rj);
 		}
-		if ((rc == READ_INPUT_ERROR || rc == READ_BROKEN) && s->epoch == 1)
+		if ((rc == READ_INPUT_ERROR || rc == READ_BROKEN) && s->epoch == 1) {
 			fprintf(stderr, "mvl mix: source '%s': %s\n", s->def->name, e.msg);
+			s->damaged++;
+		}
 		if (rc != READ_END)
 			continue;
 		if (s->read_this_epoch == 0)
@@ -286,6 +289,14 @@ json_t *mixer_report(const mixer *m, FILE *table)
 uint64_t mixer_emitted(const mixer *m)
 {
 	return m ? m->emitted : 0;
+}
+
+int mixer_damaged(const mixer *m)
+{
+	int n = 0;
+	for (int i = 0; m && i < m->nsrc; i++)
+		n += m->src[i].damaged;
+	return n;
 }
 
 void mixer_free(mixer *m)

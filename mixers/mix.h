@@ -55,6 +55,10 @@ json_t *mixer_report(const mixer *m, FILE *table);
 /* mixer_emitted() : samples returned so far (0 for NULL). */
 uint64_t mixer_emitted(const mixer *m);
 
+/* mixer_damaged() : source inputs that broke mid-way or could not be read
+ * (each reported on stderr when met, in the first epoch). */
+int mixer_damaged(const mixer *m);
+
 void mixer_free(mixer *m);
 
 /* splitmix64: the one generator mixing and packing use */

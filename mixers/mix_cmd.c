@@ -260,7 +260,7 @@ int cmd_recipe(int argc, char **argv)
 typedef struct mix_cmd_opts {
 	const char *stage, *from, *tokenizer, *output, *compress, *manifest, *resume, *rejects;
 	uint64_t budget, limit, maxcount, maxsize;
-	int shuffle_buffer, quiet;
+	int shuffle_buffer, quiet, allow_damaged;
 } mix_cmd_opts;
 
 /* "emitted" (and "shards" written) of a manifest mvl mix wrote for this
@@ -369,6 +369,14 @@ out:; /* a label before a declaration is C23; clang (make fuzz) says so */
 	}
 	if (rc)
 		fprintf(stderr, "mvl mix: %s\n", err.msg);
+	int damaged = mixer_damaged(m);
+	if (rc == 0 && damaged) {
+		/* the stream is whole but lacks the damaged inputs' samples:
+		 * exit 1 as filter does, unless the user accepts that */
+		fprintf(stderr, "mvl mix: %d damaged source input%s%s\n", damaged, damaged == 1 ? "" : "s",
+			o->allow_damaged ? " passed over (--allow-damaged)" : " (see above; --allow-damaged accepts them)");
+		rc = !o->allow_damaged;
+	}
 	mixer_free(m);
 	sample_free(&s);
 	bpe_ctx_free(L.c);
@@ -394,6 +402,8 @@ int cmd_mix(int argc, char **argv)
 		{"manifest", 0, OPT_STR, &o.manifest, NULL, "FILE",
 		 "write what was consumed (per source: samples, tokens, epochs, shards) as JSON"},
 		{"rejects", 0, OPT_STR, &o.rejects, NULL, "FILE", "write rejected samples as TSV (key, source, reason, detail)"},
+		{"allow-damaged", 0, OPT_FLAG, &o.allow_damaged, NULL, NULL,
+		 "exit 0 when a source shard was unreadable or broke mid-way (still reported, its lost samples counted)"},
 		{"output", 'o', OPT_STR, &o.output, NULL, "PATTERN",
 		 "write shards named by PATTERN (one %d, e.g. mix/%06d.tar) instead of stdout"},
 		{"maxcount", 0, OPT_U64, &o.maxcount, "10000", "N", "start a new shard after N samples (0: no limit)"},

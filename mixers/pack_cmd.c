@@ -236,10 +236,11 @@ static int run_pack(pack_opts *o, char **args, int nargs)
 		j.pk = packer_new(&po, emit, &j);
 		parallel_work w = {pack_work, &j, tls_new, tls_free, o->threads, 0, pack_sink, NULL};
 		int ok = stream_run_parallel(&sr, &w) == 0;
-		if (ok && sr.input_errors) {
-			/* a pack missing an input's samples must not look whole */
-			fprintf(stderr, "mvl pack: %d input%s failed: '%s' not written\n", sr.input_errors,
-				sr.input_errors == 1 ? "" : "s", o->output);
+		if (ok && sr.input_errors && !o->so.allow_damaged) {
+			/* a pack missing an input's samples must not look whole,
+			 * unless the user said so */
+			fprintf(stderr, "mvl pack: %d input%s failed: '%s' not written (--allow-damaged writes it)\n",
+				sr.input_errors, sr.input_errors == 1 ? "" : "s", o->output);
 			ok = 0;
 		}
 		if (ok && packer_finish(j.pk, &err) != 0) {

@@ -517,11 +517,11 @@ void filter_chain_note_rejects(filter_chain *c, const rejects *rj)
 	}
 }
 
-int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
+int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept, int damaged,
 		       mvl_err *err)
 {
-	json_t *root = json_pack("{s:s,s:I,s:I,s:I}", "chain", c->spec, "in", (json_int_t)in,
-				 "kept", (json_int_t)kept, "dropped", (json_int_t)(in - kept));
+	json_t *root = json_pack("{s:s,s:I,s:I,s:I,s:i}", "chain", c->spec, "in", (json_int_t)in, "kept",
+				 (json_int_t)kept, "dropped", (json_int_t)(in - kept), "damaged_inputs", damaged);
 	/* in = kept + the sum of these: the reader's rejections (unsafe
 	 * names, broken shards) have no filter to count them */
 	json_t *all = json_object();
@@ -861,7 +861,7 @@ int filter_command(const filter_def *d, int argc, char **argv)
 	}
 	filter_chain_note_rejects(c, sr.rj);
 	status = stream_run_close(&sr);
-	if (stats && filter_chain_stats(c, stats, in, kept, &err) != 0) {
+	if (stats && filter_chain_stats(c, stats, in, kept, sr.input_errors, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 		status = 1;
 	}

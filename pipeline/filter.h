@@ -104,8 +104,9 @@ int filter_chain_finish(filter_chain *c, mvl_err *err);
  * (the reader's and every filter's: the summary line's counts) for the
  * stats JSON's "reasons"; call it before stream_run_close(). */
 void filter_chain_note_rejects(filter_chain *c, const rejects *rj);
-/* filter_chain_stats() : writes the stats JSON (see filters/README.md). */
-int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept,
+/* filter_chain_stats() : writes the stats JSON (see filters/README.md);
+ * damaged: inputs that could not be read or broke mid-way. */
+int filter_chain_stats(filter_chain *c, const char *path, uint64_t in, uint64_t kept, int damaged,
 		       mvl_err *err);
 void filter_chain_free(filter_chain *c);
 

@@ -119,7 +119,8 @@ static int join_rejects(const dist *d, const char *path, mvl_err *err)
 static int gather_summary(stream_run *sr, const dist *d, mvl_err *err)
 {
 	buf text = {0};
-	buf_printf(&text, "%llu\t%llu\n", (unsigned long long)sr->nin, (unsigned long long)sr->nkept);
+	buf_printf(&text, "%llu\t%llu\t%d\n", (unsigned long long)sr->nin, (unsigned long long)sr->nkept,
+		   sr->input_errors);
 	for (int i = 0; i < rejects_reasons(sr->rj); i++) {
 		uint64_t n;
 		const char *reason = rejects_reason(sr->rj, i, &n);
@@ -139,9 +140,11 @@ static int gather_summary(stream_run *sr, const dist *d, mvl_err *err)
 			}
 			char *line = strtok_r(block, "\n", &save);
 			unsigned long long in = 0, kept = 0;
-			if (line && sscanf(line, "%llu\t%llu", &in, &kept) == 2) {
+			int damaged = 0;
+			if (line && sscanf(line, "%llu\t%llu\t%d", &in, &kept, &damaged) == 3) {
 				sr->nin += in;
 				sr->nkept += kept;
+				sr->input_errors += damaged;
 			}
 			while ((line = strtok_r(NULL, "\n", &save))) {
 				char *tab = strrchr(line, '\t');
@@ -239,7 +242,7 @@ int filter_run_split(filter_chain *c, const char *name, const stream_opts *so, c
 	 * other samples' outputs stand; a failed output discards its shard */
 	if (stream_run_close(&sr) != 0)
 		status = 1;
-	int out_failed = sr.output_failed;
+	int out_failed = sr.output_failed, damaged = sr.input_errors; /* rank 0: the job's */
 	if (rename_shards(d, so->output, pattern, out_failed ? 0 : nshards, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 		out_failed = status = 1;
@@ -272,7 +275,7 @@ int filter_run_split(filter_chain *c, const char *name, const stream_opts *so, c
 			kept += all[d->size + r];
 		}
 		free(all);
-		if (d->rank == 0 && filter_chain_stats(c, stats, in, kept, &err) != 0) {
+		if (d->rank == 0 && filter_chain_stats(c, stats, in, kept, damaged, &err) != 0) {
 			fprintf(stderr, "mvl %s: %s\n", name, err.msg);
 			status = 1;
 		}

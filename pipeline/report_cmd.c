@@ -881,6 +881,18 @@ static void sec_data(report *r, buf *b, char **names, int n, json_t **stats)
 		k++;
 	}
 	buf_printf(b, "</table>\n");
+	for (int i = 0; i < n; i++) {
+		/* a shard that broke mid-way lost the samples after the damage:
+		 * the run went on (mvl run passes --allow-damaged), say so here */
+		double dmg = stats[i] ? jnum0(stats[i], "damaged_inputs") : 0;
+		if (dmg > 0) {
+			buf_printf(b, "<p class=\"missing\">");
+			esc(b, names[i]);
+			buf_printf(b, ": %.0f damaged input%s passed over (unreadable, or broken mid-way: the samples after "
+				      "the damage are lost; the filter step's stderr names them)</p>\n",
+				   dmg, dmg == 1 ? "" : "s");
+		}
+	}
 	const char *sn[2] = {"kept", "dropped"};
 	if (k)
 		svg_bars(b, 680, "Samples kept and dropped per source", labels, k, sn, 2, vals, 0);

@@ -2,7 +2,10 @@
  * evaluated model, each one an mvl command of its own, resumable.
  *
  * Steps, in order, each recorded in RUN_DIR/manifest.json when it ends:
- *   filter.SOURCE     mvl filter (or mvl cat without filters) -> filter/SOURCE/
+ *   filter.SOURCE     mvl filter (or mvl cat without filters) -> filter/SOURCE/;
+ *                     raw shards come from the web: a damaged one is
+ *                     reported and passed over (--allow-damaged; its loss
+ *                     is in the stats and the report) unless --stop-on-damaged
  *   tokenizer         mvl tok train on the recipe's sources (unless a file)
  *   score.STAGE.SRC   mvl score by an earlier stage's model (a stage's pairscore:)
  *   pairscore.STAGE.SRC  mvl filter pairscore -> stages/STAGE/data/SRC
@@ -66,6 +69,7 @@ typedef struct run {
 	int vocab;       /* the model's vocabulary: tokenizer + chat tokens */
 	int raw;         /* ablation: no filters */
 	int quiet, threads;
+	int stop_on_damaged; /* a damaged raw shard fails the filter step */
 	int ranks;            /* > 1: split-aware steps under mpirun -np ranks */
 	const char *mpi_args; /* extra mpirun options, space-separated */
 	int nstep, done, skipped;
@@ -294,6 +298,8 @@ static int filter_sources(run *R, mvl_err *err)
 			arg(&a, "cat");
 		}
 		arg(&a, "-q");
+		if (!R->stop_on_damaged)
+			arg(&a, "--allow-damaged");
 		arg(&a, "--rejects");
 		arg(&a, "%s", (char *)rej.data);
 		arg(&a, "-o");
@@ -775,7 +781,7 @@ static int run_all(run *R, mvl_err *err)
 int cmd_run(int argc, char **argv)
 {
 	const char *out = NULL, *ablation = NULL;
-	int quiet = 0, threads = 0, ranks = 1;
+	int quiet = 0, threads = 0, ranks = 1, stop_on_damaged = 0;
 	const char *mpi_args = NULL;
 	const opt_spec specs[] = {
 		{"output", 'o', OPT_STR, &out, NULL, "DIR", "the run directory (required; re-running resumes)"},
@@ -783,6 +789,8 @@ int cmd_run(int argc, char **argv)
 		 "raw: also run the same recipe with filters and dedup off, into DIR/ablation"},
 		{"threads", 'j', OPT_INT, &threads, "0", "N", "threads for training (0: all cores)"},
 		{"quiet", 'q', OPT_FLAG, &quiet, NULL, NULL, "no step lines"},
+		{"stop-on-damaged", 0, OPT_FLAG, &stop_on_damaged, NULL, NULL,
+		 "fail the filter step when a raw shard is unreadable or broken (default: report it, go on)"},
 		{"ranks", 0, OPT_INT, &ranks, "1", "N",
 		 "run the filter steps as 'mpirun -np N mvl filter ...' (same result as one process)"},
 		{"mpi-args", 0, OPT_STR, &mpi_args, "--oversubscribe", "ARGS",
@@ -865,7 +873,7 @@ int cmd_run(int argc, char **argv)
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
 	self[sl > 0 ? sl : 0] = 0;
 	run R = {.dir = out, .recipe_path = args[0], .self = self, .r = r, .quiet = quiet, .threads = threads,
-		 .ranks = ranks, .mpi_args = mpi_args};
+		 .ranks = ranks, .mpi_args = mpi_args, .stop_on_damaged = stop_on_damaged};
 	int rc = run_all(&R, &err);
 	int report_rc = 0;
 	if (rc == 0 && !strcmp(ablation, "raw")) {
@@ -873,7 +881,7 @@ int cmd_run(int argc, char **argv)
 		buf d = {0};
 		buf_printf(&d, "%s/ablation", out);
 		run A = {.dir = (char *)d.data, .recipe_path = args[0], .self = self, .r = r, .raw = 1, .quiet = quiet,
-			 .threads = threads, .ranks = ranks, .mpi_args = mpi_args};
+			 .threads = threads, .ranks = ranks, .mpi_args = mpi_args, .stop_on_damaged = stop_on_damaged};
 		if (!quiet)
 			fprintf(stderr, "mvl run: the ablation (filters off) into %s\n", (char *)d.data);
 		rc = run_all(&A, &err);

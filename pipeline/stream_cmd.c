@@ -152,7 +152,10 @@ int stream_run_close(stream_run *sr)
 		fprintf(stderr, "mvl %s: %s\n", sr->cmd, err.msg);
 		status = 1;
 	}
-	if (sr->input_errors || sr->output_failed)
+	if (sr->input_errors && sr->o->allow_damaged && !sr->no_summary)
+		fprintf(stderr, "mvl %s: %d damaged input%s passed over (--allow-damaged)\n", sr->cmd,
+			sr->input_errors, sr->input_errors == 1 ? "" : "s");
+	if ((sr->input_errors && !sr->o->allow_damaged) || sr->output_failed)
 		status = 1;
 	if (sr->o->strict && nrej) {
 		fprintf(stderr, "mvl %s: --strict: %llu samples rejected\n", sr->cmd,

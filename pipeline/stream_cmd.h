@@ -4,8 +4,8 @@
  * reject accounting, progress, and the exit status rule:
  *   0  the run completed, even with rejected samples
  *   1  an input could not be read or broke mid-way (its other samples are
- *      still processed), an output error (full disk ...), or, with
- *      --strict, any rejection
+ *      still processed; not with --allow-damaged), an output error (full
+ *      disk ...), or, with --strict, any rejection
  *   2  bad usage (handled by opts_main)
  */
 #ifndef MVL_STREAM_CMD_H
@@ -27,6 +27,7 @@ typedef struct stream_opts {
 	int level;
 	const char *rejects;
 	int strict, quiet;
+	int allow_damaged; /* --allow-damaged: damaged inputs do not fail the run */
 	uint64_t max_member;
 } stream_opts;
 
@@ -36,6 +37,8 @@ typedef struct stream_opts {
 	 "write rejected samples as TSV (key, source, reason, detail)"},        \
 	{"strict", 0, OPT_FLAG, &(o).strict, NULL, NULL,                        \
 	 "fail the run (exit 1) when any sample is rejected"},                  \
+	{"allow-damaged", 0, OPT_FLAG, &(o).allow_damaged, NULL, NULL,          \
+	 "exit 0 when an input was unreadable or broke mid-way (still reported, its lost samples counted)"}, \
 	{"max-member-size", 0, OPT_SIZE, &(o).max_member, "1GiB", "SIZE",       \
 	 "reject samples with a member larger than this"},                      \
 	{"quiet", 'q', OPT_FLAG, &(o).quiet, NULL, NULL,                        \

@@ -20,6 +20,7 @@ typedef struct tok_opts {
 	int vocab, min_frequency;
 	const char *specials, *output;
 	const char *rejects; /* --stream, count: the samples without a caption */
+	int allow_damaged;   /* --stream: damaged inputs do not fail the run */
 } tok_opts;
 
 static int special_mode(const char *s)
@@ -195,6 +196,7 @@ static int tok_stream(const tok_opts *o, char **args, int nargs, int count)
 	stream_opts so = {0};
 	so.quiet = 1;
 	so.rejects = o->rejects;
+	so.allow_damaged = o->allow_damaged;
 	stream_run sr;
 	if (stream_run_open(&sr, cmd, &so, args, nargs, RUN_SHARDS, &err) != 0) {
 		fprintf(stderr, "mvl %s: %s\n", cmd, err.msg);
@@ -442,6 +444,7 @@ static int tok_train(const tok_opts *o, char **args, int nargs)
 		/* captions of sample streams, one document each */
 		stream_opts so = {0};
 		so.quiet = 1;
+		so.allow_damaged = o->allow_damaged;
 		stream_run sr;
 		if (stream_run_open(&sr, "tok train", &so, args, nargs, RUN_SHARDS, &err) != 0) {
 			fprintf(stderr, "mvl tok train: %s\n", err.msg);
@@ -513,6 +516,8 @@ int cmd_tok(int argc, char **argv)
 		{"threads", 'j', OPT_INT, &o.threads, "0", "N", "worker threads for streams (0: all cores)"},
 		{"rejects", 0, OPT_STR, &o.rejects, NULL, "FILE",
 		 "streams: write the samples not tokenized (no caption, a special token) as TSV"},
+		{"allow-damaged", 0, OPT_FLAG, &o.allow_damaged, NULL, NULL,
+		 "streams: exit 0 when an input was unreadable or broke mid-way (still reported)"},
 		{"vocab", 0, OPT_INT, &o.vocab, "8192", "N", "train: ordinary tokens (256 bytes + merges)"},
 		{"min-frequency", 0, OPT_INT, &o.min_frequency, "2", "N", "train: rarest pair still merged"},
 		{"special", 0, OPT_STR, &o.specials, NULL, "LIST",

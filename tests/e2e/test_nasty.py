@@ -13,6 +13,7 @@ import sys
 sys.dont_write_bytecode = True
 
 import json
+import glob
 import os
 import subprocess
 
@@ -234,6 +235,18 @@ def broken_check(name):
         names_file(r, f)
     if writes and name not in ("filter_pairscore",):
         expect("g1" in [k for k, _ in wds_samples(r.out)], "%s: the good input after the broken ones is lost" % name)
+    # --allow-damaged: the same messages and output, exit 0
+    if name == "shard":
+        for f in glob.glob(os.path.join(d, "shard-*.tar")):
+            os.unlink(f)
+    a = mvl(*(argv + ["--allow-damaged"] + files + [good]), timeout=3 * T, cwd=d)
+    expect(a.rc == 0, "%s --allow-damaged over the broken cases: exit %d; stderr %r" % (name, a.rc, a.errtext[-300:]))
+    for f in files:
+        names_file(a, f)
+    if writes:
+        eq(a.out, r.out, "%s: the stream with and without --allow-damaged" % name)
+    if name == "pack":
+        expect(os.path.exists(os.path.join(d, "p.pack")), "pack --allow-damaged wrote no pack")
 
 
 def _tar_checks():
@@ -561,9 +574,15 @@ stages:
     rj = os.path.join(d, "rejects.tsv")
     # a budget that never ends, and more samples than an epoch emits: the
     # 10 MB caption cannot end the mix before the good samples come
-    r = mvl("mix", rec, "--stage", "s", "--rejects", rj, "-q", "--budget", "1T", "--limit", "150",
-            timeout=60, cwd=d)
+    args = ("mix", rec, "--stage", "s", "--rejects", rj, "-q", "--budget", "1T", "--limit", "150")
+    strict = mvl(*args, timeout=60, cwd=d)
+    # a broken source shard fails the run as it does filter's, the
+    # stream itself whole; --allow-damaged accepts it (mvl run's raw data)
+    expect_rc(strict, 1)
+    expect("damaged source input" in strict.errtext, "no damaged-input line: %r" % strict.errtext[-300:])
+    r = mvl(*(args + ("--allow-damaged",)), timeout=60, cwd=d)
     expect_rc(r, 0)
+    eq(r.out, strict.out, "the stream with and without --allow-damaged")
     expect("size_10gb_short.tar" in r.errtext, "the broken source shard is not named: %r" % r.errtext[-300:])
     rows = read_rejects(rj)
     keys = [row[0] for row in rows]

@@ -73,6 +73,9 @@ def setup():
         f.write(recipe_text(multitask="64Ki") if SANITIZED else recipe_text())
     with open(SMALL, "w") as f:
         f.write(recipe_text(multitask="16Ki", warmup="16Ki"))
+    # raw data from the web has damaged shards: one the run passes over
+    with open(os.path.join(DATA, "raw", "conversations", "zz-damaged.tar"), "wb") as f:
+        f.write(b"<html><body>503 Service Unavailable</body></html>\n" * 40)
 
 
 setup()
@@ -128,6 +131,27 @@ def _():
     eq([g["max_pixels"] for g in ev["dev_grid"]], [3136, 12544], "resolution grid")
     expect("retrieval_accuracy" in ev["test"]["default"], "no retrieval accuracy in eval.json")
     expect(os.path.getsize(os.path.join(RUN, "report.html")) > 1000, "report.html missing or tiny")
+
+
+@check("run_passes_over_a_damaged_raw_shard")
+def _():
+    expect_rc(FIRST, 0)
+    damaged = os.path.join(DATA, "raw", "conversations", "zz-damaged.tar")
+    expect(damaged in FIRST.errtext, "the damaged shard is not named")
+    with open(os.path.join(RUN, "filter", "conversations.stats.json")) as f:
+        eq(json.load(f)["damaged_inputs"], 1, "conversations stats: damaged_inputs")
+    with open(os.path.join(RUN, "filter", "captions.stats.json")) as f:
+        eq(json.load(f)["damaged_inputs"], 0, "captions stats: damaged_inputs")
+    with open(os.path.join(RUN, "report.html")) as f:
+        expect("conversations: 1 damaged input passed over" in f.read(), "the report does not say it")
+    # --stop-on-damaged: the filter step fails, naming the shard
+    run = os.path.join(S.dir("stop"), "run")
+    r = mvl("run", SMALL, "-o", run, "--stop-on-damaged", timeout=300)
+    expect_rc(r, 1)
+    expect(damaged in r.errtext and "step filter.conversations failed" in r.errtext,
+           "stderr: %r" % r.errtext[-400:])
+    eq([(s["name"], s["status"]) for s in manifest(run)["steps"]],
+       [("filter.captions", "done"), ("filter.conversations", "failed")], "steps")
 
 
 @check("rerun_redoes_nothing")
