@@ -476,7 +476,10 @@ static int clean_conversations(const clean_state *st, clean_tls *t, sample *s, m
 			       int *had, reject_info *rj)
 {
 	json_error_t je;
-	json_t *o = json_loadb((const char *)jm->data, jm->size, 0, &je);
+	/* duplicate keys are refused, as ingest does: rewriting the turns
+	 * would keep only the last copy, and which one a reader sees is not
+	 * ours to choose */
+	json_t *o = json_loadb((const char *)jm->data, jm->size, JSON_REJECT_DUPLICATES, &je);
 	if (!o || !json_is_object(o)) {
 		json_decref(o);
 		return reject_set(rj, "bad_json", "KEY.json: %s", o ? "not an object" : je.text);

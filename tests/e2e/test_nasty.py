@@ -429,6 +429,7 @@ INGEST_REJECTS = {
     "json_deep_100k": "bad_json", "json_deep_object": "bad_json", "json_duplicate_keys": "bad_json",
     "json_invalid_utf8": "bad_json", "json_nul_raw": "bad_json", "json_not_object": "bad_json",
     "json_huge_number": "bad_json", "json_lone_surrogate": "bad_json", "json_conv_deep": "bad_json",
+    "json_conv_duplicate_keys": "bad_json",
     "json_empty": "bad_json",
     "cap_overlong_utf8": "invalid_utf8", "cap_encoded_surrogate": "invalid_utf8",
     "cap_invalid_utf8": "invalid_utf8", "cap_truncated_utf8": "invalid_utf8",
@@ -491,6 +492,8 @@ def _():
         eq(why.get(k), "clean.invalid_utf8", "clean's verdict on %s" % k)
     for k in ("cap_empty", "cap_whitespace", "cap_only_nul"):
         expect(k not in out, "clean kept %s" % k)
+    # clean rewrites conversation turns: a key twice would keep one silently
+    eq(why.get("json_conv_duplicate_keys"), "clean.bad_json", "clean's verdict on a turn with a key twice")
 
 
 @check("samples_kept_output_is_valid_utf8")

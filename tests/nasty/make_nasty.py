@@ -280,6 +280,7 @@ def sample_members():
         ("json_huge_number", b'{"width": 1e999999, "height": -99999999999999999999999999999}'),
         ("json_lone_surrogate", b'{"source": "\\ud800", "language": "\\udfff"}'),
         ("json_conv_deep", b'{"conversations": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        ("json_conv_duplicate_keys", b'{"conversations": [{"from": "human", "value": "a cat", "value": "a dog"}]}'),
         ("json_conv_wrong_types", b'{"conversations": [1, "x", null, {"from": 5, "value": []}, {"value": "ok"}]}'),
         ("json_empty", b""),
     ]
