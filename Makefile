@@ -93,7 +93,7 @@ tests: $(B)/mvl $(TESTBIN) $(REPLAYBIN)
 
 # the report test renders the page in headless chromium (deps.sh --test)
 test: tests
-	@command -v chromium >/dev/null 2>&1 || scripts/deps.sh --test
+	@command -v chromium >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || scripts/deps.sh --test
 	@MVL=$(abspath $(B)/mvl) B=$(abspath $(B)) tests/run.sh
 
 # OpenMPI keeps its MPI_Init state until exit (tests/lsan.supp names its

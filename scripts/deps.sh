@@ -6,7 +6,9 @@
 #            (mate-backgrounds: real JPEG photos of a few megapixels;
 #            libexttextcat-dev: the language-ID comparison of scripts/eval_langid.sh).
 #   --test   also installs chromium, in which the report test renders the
-#            page headless (`make test` asks for it; `make demo` does not).
+#            page headless, and strace, whose fault injection kills the
+#            trainer at each rename of a checkpoint write (test_crash)
+#            (`make test` asks for them; `make demo` does not).
 #   --fuzz   also installs clang with libFuzzer's runtime (libclang-rt-dev:
 #            libclang_rt.fuzzer and the sanitizers) and libomp-dev (clang's
 #            OpenMP), for `make fuzz`.
@@ -32,7 +34,7 @@ if [ "${1:-}" = "--valgrind" ]; then
 	PKGS="$PKGS valgrind"
 fi
 if [ "${1:-}" = "--test" ]; then
-	PKGS="$PKGS chromium"
+	PKGS="$PKGS chromium strace"
 fi
 
 missing=""

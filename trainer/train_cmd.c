@@ -1,5 +1,6 @@
 /* train_cmd.c: `mvl train`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,24 +71,30 @@ static double sgemm_peak(void)
 /* checkpoints */
 
 /* step-*.tmp.PID / step-*.old.PID left by a killed run (that PID no longer
- * running) are removed; a live writer's are left alone */
+ * running): a step-N.old.PID whose step-N is missing is a complete
+ * checkpoint moved aside by put_in_place() and goes back to its name; the
+ * others are removed.  A live writer's are left alone. */
 static void clean_stale_tmp(const char *out)
 {
 	DIR *d = opendir(out);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
 		const char *t = strstr(e->d_name, ".tmp.");
-		if (!t)
+		int old = !t;
+		if (old)
 			t = strstr(e->d_name, ".old.");
 		if (strncmp(e->d_name, "step-", 5) || !t)
 			continue;
 		long pid = strtol(t + 5, NULL, 10);
 		if (pid > 0 && !writer_gone(pid))
 			continue;
-		buf p = {0};
+		buf p = {0}, base = {0};
 		buf_printf(&p, "%s/%s", out, e->d_name);
-		remove_tree((char *)p.data);
+		buf_printf(&base, "%s/%.*s", out, (int)(t - e->d_name), e->d_name);
+		if (!(old && access((char *)base.data, F_OK) != 0 && rename((char *)p.data, (char *)base.data) == 0))
+			remove_tree((char *)p.data);
 		buf_free(&p);
+		buf_free(&base);
 	}
 	if (d)
 		closedir(d);
@@ -121,6 +128,95 @@ static int keep_metrics_before(const char *path, int64_t step0, mvl_err *err)
 	}
 	buf_free(&in);
 	return atomic_file_commit(&af, err);
+}
+
+/* "latest" in out names checkpoint NAME (step-N), atomically. */
+static int set_latest(const char *out, const char *name, mvl_err *err)
+{
+	buf p = {0};
+	buf_printf(&p, "%s/latest", out);
+	atomic_file af;
+	int rc = atomic_file_open(&af, (char *)p.data, err);
+	if (rc == 0) {
+		fprintf(af.f, "%s\n", name);
+		rc = atomic_file_commit(&af, err);
+	}
+	buf_free(&p);
+	return rc;
+}
+
+/* The newest complete checkpoint of out before step (its name into
+ * name), or 0 when there is none. */
+static int newest_before(const char *out, int64_t step, char name[32])
+{
+	DIR *d = opendir(out);
+	struct dirent *e;
+	long long best = -1, n;
+	char tail;
+	while (d && (e = readdir(d))) {
+		if (sscanf(e->d_name, "step-%lld%c", &n, &tail) != 1 || n >= step || n <= best ||
+		    strlen(e->d_name) != 13)
+			continue;
+		buf p = {0};
+		buf_printf(&p, "%s/%s/state.json", out, e->d_name);
+		if (access((char *)p.data, F_OK) == 0)
+			best = n;
+		buf_free(&p);
+	}
+	if (d)
+		closedir(d);
+	if (best < 0)
+		return 0;
+	snprintf(name, 32, "step-%08lld", best);
+	return 1;
+}
+
+/* Puts the finished checkpoint directory tmp in place as out/NAME (NAME =
+ * step-N).  A run resumed from an earlier checkpoint rewrites later ones,
+ * and "latest" may still name one of them (the abandoned run's): what it
+ * names must never be missing, even for the instant a kill could land in.
+ * RENAME_EXCHANGE swaps the two in one step (the old one then goes from
+ * tmp's name).  A file system without it (NFS, some FUSE) gets two
+ * renames, old one aside to NAME.old.PID first; "latest" then names the
+ * newest checkpoint before this one until the new one is in. */
+static int put_in_place(const char *out, const char *name, int64_t step, const char *tmp, mvl_err *err)
+{
+	buf dir = {0}, old = {0}, l = {0};
+	buf_printf(&dir, "%s/%s", out, name);
+	int rc = 0;
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, (char *)dir.data, RENAME_EXCHANGE) == 0) {
+		remove_tree(tmp);
+		goto out;
+	}
+	if (errno == ENOENT) { /* no older one: the common case */
+		if (rename(tmp, (char *)dir.data) != 0)
+			rc = mvl_errf(err, "cannot rename '%s': %s", tmp, strerror(errno));
+		goto out;
+	}
+	buf_printf(&old, "%s/latest", out);
+	mvl_err ignore;
+	char prev[32];
+	size_t n = strlen(name);
+	if (read_file((char *)old.data, 4096, &l, &ignore) == 0 && l.len >= n && !memcmp(l.data, name, n) &&
+	    (l.len == n || l.data[n] == '\n') && newest_before(out, step, prev) && set_latest(out, prev, err) != 0) {
+		rc = -1;
+		goto out;
+	}
+	old.len = 0;
+	buf_printf(&old, "%s.old.%d", (char *)dir.data, (int)getpid());
+	int had = rename((char *)dir.data, (char *)old.data) == 0;
+	if (rename(tmp, (char *)dir.data) != 0) {
+		rc = mvl_errf(err, "cannot rename '%s': %s", tmp, strerror(errno));
+		if (had)
+			rename((char *)old.data, (char *)dir.data);
+	} else if (had) {
+		remove_tree((char *)old.data);
+	}
+out:
+	buf_free(&dir);
+	buf_free(&old);
+	buf_free(&l);
+	return rc;
 }
 
 /* om / ov: each trainable tensor's whole m and v (NULL when frozen), so a
@@ -172,29 +268,12 @@ static int save_checkpoint(const char *out, const model *m, float **om, float **
 	json_decref(st);
 	if (src != 0)
 		goto out;
-	/* a run resumed from an earlier checkpoint rewrites later ones: the
-	 * old directory moves aside first, and goes once the new one is in */
-	buf old = {0};
-	buf_printf(&old, "%s.old.%d", (char *)dir.data, (int)getpid());
-	int had = rename((char *)dir.data, (char *)old.data) == 0;
-	if (rename((char *)tmp.data, (char *)dir.data) != 0) {
-		mvl_errf(err, "cannot rename '%s': %s", (char *)tmp.data, strerror(errno));
-		if (had)
-			rename((char *)old.data, (char *)dir.data);
-		buf_free(&old);
+	char name[32];
+	snprintf(name, sizeof name, "step-%08lld", (long long)step);
+	if (put_in_place(out, name, step, (char *)tmp.data, err) != 0)
 		goto out;
-	}
-	if (had)
-		remove_tree((char *)old.data);
-	buf_free(&old);
 	/* "latest" names the newest complete checkpoint */
-	p.len = 0;
-	buf_printf(&p, "%s/latest", out);
-	atomic_file af;
-	if (atomic_file_open(&af, (char *)p.data, err) != 0)
-		goto out;
-	fprintf(af.f, "step-%08lld\n", (long long)step);
-	rc = atomic_file_commit(&af, err);
+	rc = set_latest(out, name, err);
 out:
 	if (rc != 0)
 		remove_tree((char *)tmp.data); /* a failed write (full disk) leaves nothing half-made */
@@ -343,7 +422,11 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		if (!o->seq_len)
 			o->seq_len = st->seq_len[0];
 	}
-	/* the model: resumed, initialized from a checkpoint, or a preset */
+	/* the model: resumed, initialized from a checkpoint, or a preset.  A
+	 * killed writer's leftovers go first: one may hold the checkpoint
+	 * "latest" names (clean_stale_tmp) */
+	if (o->output && lead)
+		clean_stale_tmp(o->output);
 	if (o->resume) {
 		resume_dir = ckpt_latest(o->resume, &err);
 		if (!resume_dir)
@@ -483,7 +566,6 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 			buf_free(&p);
 			goto fail;
 		}
-		clean_stale_tmp(o->output);
 		buf_free(&p);
 	}
 	sc.total = o->steps;

@@ -311,6 +311,103 @@ def _():
 
 
 # ---------------------------------------------------------------------------
+# train, killed at each rename of a checkpoint write (strace fault injection)
+#
+# The timed kills above land between checkpoints far more often than
+# inside one.  strace kills the trainer on entering its Kth rename (or
+# renameat2) call, for every K of an uninterrupted run: each visible state
+# between the atomic steps of writing a checkpoint, and of putting it in
+# place of an older one, is visited once.  The rewrite case is a run
+# resumed from step 4 of a finished run, whose "latest" still names step 8
+# while step 8 is replaced; "fallback" makes renameat2 fail with EINVAL (a
+# file system without RENAME_EXCHANGE) so the old checkpoint moves aside
+# first.
+
+def strace_works():
+    try:
+        return subprocess.run(["strace", "-qq", "-o", "/dev/null", "true"], timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+RENAMES = ("rename", "renameat", "renameat2")
+
+
+def rename_calls(args, inject=()):
+    """The rename-family calls of an uninterrupted mvl ARGS, in order, as
+    (syscall, its ordinal among calls of that syscall)."""
+    with tempfile.NamedTemporaryFile() as log:
+        p = subprocess.run(["strace", "-f", "-qq", "-o", log.name, "-e", "trace=" + ",".join(RENAMES)] +
+                           list(inject) + [MVL] + [str(a) for a in args],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+        if p.returncode != 0:
+            raise Fail("mvl %s under strace: exit %d: %s" % (args[0], p.returncode, p.stderr[-300:]))
+        calls, seen = [], {}
+        for line in open(log.name):
+            name = line.split(None, 1)[1].split("(", 1)[0] if " " in line else ""
+            if name in RENAMES:
+                seen[name] = seen.get(name, 0) + 1
+                calls.append((name, seen[name], line.split(None, 1)[1][:100].strip()))
+        return calls
+
+
+def killed_at(args, call, inject=()):
+    p = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
+                        "inject=%s:signal=KILL:when=%d" % call[:2]] + list(inject) + [MVL] + [str(a) for a in args],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    # strace ends as its tracee did: killed by the same signal
+    if p.returncode not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        raise Fail("mvl %s: not killed at %s (exit %d): %s" % (args[0], call[2], p.returncode, p.stderr[-300:]))
+
+
+def small_train(out, resume_from=None):
+    a = ["train", "--preset", "micro", "--synthetic", "-q", "-j2", "--seed", "7", "--steps", 8, "--save-every", 4,
+         "--peak-gflops", "100", "-o", out]
+    return a + (["--resume", resume_from] if resume_from else [])
+
+
+@check("train_killed_at_every_rename_of_a_checkpoint_write")
+def _():
+    if not strace_works():
+        print("ok train_killed_at_every_rename_of_a_checkpoint_write # skipped: strace cannot trace here",
+              flush=True)
+        return
+    import shutil
+    ref = os.path.join(S.dir("ckpt-ref"), "run")
+    expect_rc(mvl(*small_train(ref)), 0)
+    cases = [("fresh", None, ())]
+    for mode, inject in (("rewrite", ()), ("rewrite, fallback", ("-e", "inject=renameat2:error=EINVAL"))):
+        cases.append((mode, "step-00000004", inject))
+    visited = 0
+    for mode, start, inject in cases:
+        work = S.dir("ckpt-" + mode.replace(", ", "-"))
+        probe = os.path.join(work, "probe")
+        if start:
+            shutil.copytree(ref, probe)
+        calls = rename_calls(small_train(probe, start and os.path.join(probe, start)), inject)
+        expect(len(calls) >= 4, "%s: only %d renames traced" % (mode, len(calls)))
+        for i, call in enumerate(calls):
+            if inject and call[0] == "renameat2":
+                continue  # made to fail: the state at its entry is that at the next call's
+            out = os.path.join(work, "k%d" % i, "run")
+            if start:
+                shutil.copytree(ref, out)
+            else:
+                os.makedirs(os.path.dirname(out))
+            killed_at(small_train(out, start and os.path.join(out, start)), call, inject)
+            where = "%s, killed at %s" % (mode, call[2])
+            expect_whole(os.path.dirname(out), where)
+            # the restart a user makes: from the latest checkpoint, if any
+            resume = out if os.path.exists(os.path.join(out, "latest")) else None
+            r = mvl(*small_train(out, resume), timeout=300)
+            expect(r.rc == 0, "%s: the restart failed: %s" % (where, r.errtext[-300:]))
+            expect_completed(os.path.dirname(out), where)
+            same_files(out, ref, where, keep=lambda rel: rel != "metrics.jsonl")
+            visited += 1
+    sys.stderr.write("# checkpoint renames: %d kills, each restarted to the reference's bytes\n" % visited)
+
+
+# ---------------------------------------------------------------------------
 # run: a tiny recipe, killed in whatever step it is in, rerun
 
 RECIPE = os.path.join(DATA, "tiny.yaml")
