@@ -208,6 +208,41 @@ def _():
     expect_no_partial(out, "tok train")
 
 
+@check("efbig_dedup_index_fails_named_and_leaves_no_index")
+def _():
+    # the index, the clusters and the stats are each written whole or not
+    # at all; a limit below the index's size fails it
+    d = S.dir("dedup")
+    args = ["dedup", "-q", "--exact-caption", "1", "--near-caption", "1"]
+    full = os.path.join(d, "full.idx")
+    expect_rc(mvl(*(args + ["--build-index", full, IN])), 0)
+    size = os.path.getsize(full)
+    expect(size > 256, "index of %d bytes" % size)
+    out = S.dir("dedup-out")
+    r = limited(args + ["--build-index", os.path.join(out, "dedup.idx"), "--clusters",
+                        os.path.join(out, "clusters.jsonl"), IN], size // 2)
+    expect_failed_write(r, ["dedup.idx"])
+    expect(not os.path.exists(os.path.join(out, "dedup.idx")), "dedup.idx exists after the failed write")
+    expect_no_partial(out, "dedup --build-index")
+
+
+@check("efbig_average_fails_named_and_leaves_no_model")
+def _():
+    d = S.dir("average")
+    run = os.path.join(d, "run")
+    expect_rc(mvl("train", "--preset", "micro", "--synthetic", "-q", "-j2", "--steps", 4, "--save-every", 2,
+                  "--peak-gflops", "100", "-o", run, timeout=120), 0)
+    ckpts = [os.path.join(run, "step-%08d" % s) for s in (2, 4)]
+    full = os.path.join(d, "full.safetensors")
+    expect_rc(mvl("average", "-o", full, *ckpts), 0)
+    out = S.dir("average-out")
+    r = limited(["average", "-o", os.path.join(out, "avg.safetensors"), "--report", os.path.join(out, "avg.json")] +
+                ckpts, os.path.getsize(full) // 2)
+    expect_failed_write(r, ["avg.safetensors"])
+    eq([f for f in os.listdir(out) if not wholefiles.temporary(f)], [], "files left by the failed average")
+    expect_no_partial(out, "average")
+
+
 ENOSPC = "enospc_tmpfs_cat_fails_named_and_leaves_no_whole_looking_shard"
 TMPFS = S.dir("tmpfs")
 try:
