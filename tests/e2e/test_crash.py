@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """test_crash.py: kill -9 in the middle of writing, then restart.
 
-For each command that turns inputs into files (ingest into shards, dedup
---build-index, pack, train --save-every, run), an uninterrupted run is
+For each command that turns inputs into files (ingest and shard into
+shards, dedup --build-index, pack, train --save-every, run), an uninterrupted run is
 timed and kept as the reference.  Then, in a fresh output directory, the
 command is started and SIGKILLed (its whole process group) at seeded
 random fractions of the reference time, restarted each time as a user
@@ -189,25 +189,46 @@ def ingest_args(out):
             "-o", os.path.join(out, "shards", "%06d.tar"), RAW]
 
 
+def shards_check(name, args_for, ext):
+    """A command writing shards to DIR/shards/: killed (half the kills as
+    its shards appear), rerun from scratch, the reference's bytes.
+    @return the reference's shard directory."""
+    ref = S.dir(name + "-ref")
+    t = timed(args_for(ref))
+    shards = os.path.join(ref, "shards")
+    n = len(os.listdir(shards))
+    expect(n >= 10, "%s wrote %d shards, fewer than 10" % (name, n))
+    out = S.dir(name + "-crash")
+    landed = crash_and_restart(name, t, lambda: args_for(out), [out],
+                               (n, written_since(os.path.join(out, "shards"), lambda x: x.endswith(ext))))
+    expect(landed >= 1, "seed %d: no kill landed while %s ran (%.2f s)" % (SEED, name, t))
+    expect_rc(mvl(*args_for(out)), 0)
+    expect_completed(out, name)
+    same_files(out, ref, name)
+    return shards
+
+
 @check("ingest_killed_leaves_whole_shards_and_rerun_gives_the_same_bytes")
 def _():
-    ref = S.dir("ingest-ref")
-    t = timed(ingest_args(ref))
-    INGESTED["dir"] = os.path.join(ref, "shards")
-    expect(len(os.listdir(INGESTED["dir"])) >= 10, "ingest wrote fewer than 10 shards")
-    out = S.dir("ingest-crash")
-    n = len(os.listdir(INGESTED["dir"]))
-    landed = crash_and_restart("ingest", t, lambda: ingest_args(out), [out],
-                               (n, written_since(os.path.join(out, "shards"), lambda x: x.endswith(".tar"))))
-    expect(landed >= 1, "seed %d: no kill landed while ingest ran (%.2f s)" % (SEED, t))
-    expect_rc(mvl(*ingest_args(out)), 0)
-    expect_completed(out, "ingest")
-    same_files(out, ref, "ingest")
+    INGESTED["dir"] = shards_check("ingest", ingest_args, ".tar")
 
 
 def ingested():
     expect(INGESTED, "no ingested shards (see the ingest check)")
     return INGESTED["dir"]
+
+
+# ---------------------------------------------------------------------------
+# shard: re-sharding into compressed shards (rerun from scratch)
+
+def shard_args(out):
+    return ["shard", "-q", "--maxcount", "7", "--rejects", os.path.join(out, "rejects.tsv"),
+            "-o", os.path.join(out, "shards", "%06d.tar.zst"), ingested()]
+
+
+@check("shard_killed_leaves_whole_shards_and_rerun_gives_the_same_bytes")
+def _():
+    shards_check("shard", shard_args, ".tar.zst")
 
 
 # ---------------------------------------------------------------------------
