@@ -1,8 +1,9 @@
 #!/bin/sh
 # valgrind.sh: a small end to end under valgrind's memcheck (`make
 # valgrind`): `mvl filter clean,dedup` on a few samples (HTML and URL
-# captions, a duplicate image, a corrupt one), `mvl ls` of its output, and
-# `mvl train --preset micro --synthetic --steps 2` with a checkpoint.  Any
+# captions, a duplicate image, a corrupt one), `mvl ls` of its output,
+# `mvl train --preset micro --synthetic --steps 2` with a checkpoint, and
+# ingest, tok train, pack and score (that checkpoint) on the same samples.  Any
 # invalid read or write, use of uninitialised memory, bad free, or leak
 # (definite or possible) fails the check.  ASan (make asan) sees most of
 # these faster; memcheck also sees uninitialised reads, and checks the
@@ -71,5 +72,18 @@ check valgrind_ls_filtered $VG "$MVL" ls "$tmp/out/000000.tar"
 # which valgrind would not follow
 check valgrind_train_micro env OMP_WAIT_POLICY=PASSIVE $VG "$MVL" train --preset micro --synthetic --steps 2 \
 	-j1 -q --peak-gflops 100 -o "$tmp/train"
+# image decoding and resizing, tokenizer training and packing, and a
+# checkpoint read back to score pairs
+check valgrind_ingest $VG "$MVL" ingest -j1 -q --resize smart --rejects "$tmp/ingest.tsv" -o "$tmp/ing/%06d.tar" \
+	"$tmp/in.tar"
+check valgrind_tok_train $VG "$MVL" tok train --stream --vocab 300 --encoding cl100k_base \
+	--special '<|endoftext|>,<|vision_start|>,<|image_pad|>,<|vision_end|>,<|im_start|>,<|im_end|>' \
+	-o "$tmp/tok" "$tmp/ing/000000.tar"
+check valgrind_pack $VG "$MVL" pack -j1 -q --tokenizer "$tmp/tok.tiktoken" --seq-len 256 --max-pixels 12544 \
+	-o "$tmp/data.pack" "$tmp/ing/000000.tar"
+check valgrind_score env OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $VG "$MVL" score -q --ckpt "$tmp/train" \
+	--tokenizer "$tmp/tok.tiktoken" -o "$tmp/scored/%06d.tar" "$tmp/ing/000000.tar"
+# the scored samples carry their scores
+check score_wrote_scores grep -q pairscore "$tmp/scored/000000.tar"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
