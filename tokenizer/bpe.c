@@ -704,8 +704,8 @@ bpe *bpe_open(const char *path, const char *encoding, mvl_err *err)
 	if (!pattern)
 		mvl_errf(err, m ? "'%s': no \"pattern\" (or \"pat_str\") string" : "unknown encoding '%s'",
 			 m ? meta : encoding);
-	else
-		b = bpe_load_tiktoken(path, pattern, err);
+	else if (!(b = bpe_load_tiktoken(path, pattern, err)) && m && !strncmp(err->msg, "pattern", 7))
+		mvl_errprefix(err, "'%s'", meta);
 	if (b && !m && bpe_add_preset_specials(b, encoding, err) != 0) {
 		bpe_free(b);
 		b = NULL;

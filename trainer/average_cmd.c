@@ -78,6 +78,35 @@ static int dev_loss(model *m, const char *dev, int B, int max, double *loss, mvl
 	return rc;
 }
 
+/* --weights: n non-negative finite numbers, not all 0, normalized to sum
+ * 1 into w (none given: uniform).  Checked before any member is loaded;
+ * @return 0, or -1 after saying why (a usage error). */
+static int parse_weights(const char *p, double *w, int n)
+{
+	double sum = 0;
+	for (int i = 0; i < n; i++) {
+		if (p) {
+			char *end;
+			w[i] = strtod(p, &end);
+			if (end == p || (*end && *end != ',') || !(w[i] >= 0) || !isfinite(w[i]) || (i == n - 1 && *end)) {
+				fprintf(stderr, "mvl average: --weights: give %d non-negative numbers, comma-separated\n", n);
+				return -1;
+			}
+			p = *end ? end + 1 : end;
+		} else {
+			w[i] = 1;
+		}
+		sum += w[i];
+	}
+	if (!(sum > 0) || !isfinite(sum)) {
+		fprintf(stderr, "mvl average: --weights: they sum to %g; give at least one positive weight\n", sum);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		w[i] /= sum;
+	return 0;
+}
+
 static int run_average(const avg_opts *o, char **names, int n)
 {
 	mvl_err err;
@@ -86,35 +115,12 @@ static int run_average(const avg_opts *o, char **names, int n)
 	json_t *rep = json_object(), *members = json_array();
 	model *avg = NULL;
 	int rc = 1;
+	if (parse_weights(o->weights, w, n) != 0) {
+		rc = 2;
+		goto done;
+	}
 	if (load_members(names, n, m, &err) != 0)
 		goto done;
-	/* weights: given, or uniform */
-	double sum = 0;
-	const char *p = o->weights;
-	for (int i = 0; i < n; i++) {
-		if (p) {
-			char *end;
-			w[i] = strtod(p, &end);
-			if (end == p || (*end && *end != ',') || !(w[i] >= 0) || !isfinite(w[i])) {
-				mvl_errf(&err, "--weights: give %d non-negative numbers, comma-separated", n);
-				goto done;
-			}
-			p = *end ? end + 1 : end;
-		} else {
-			w[i] = 1;
-		}
-		sum += w[i];
-	}
-	if (o->weights && *p) {
-		mvl_errf(&err, "--weights: more numbers than the %d checkpoints", n);
-		goto done;
-	}
-	if (!(sum > 0)) {
-		mvl_errf(&err, "--weights sum to 0");
-		goto done;
-	}
-	for (int i = 0; i < n; i++)
-		w[i] /= sum;
 	avg = model_new(&m[0]->c, 0);
 	if (o->dev)
 		for (int i = 0; i < n; i++) {
@@ -186,7 +192,7 @@ static int run_average(const avg_opts *o, char **names, int n)
 	}
 	rc = 0;
 done:
-	if (rc)
+	if (rc == 1)
 		fprintf(stderr, "mvl average: %s\n", err.msg);
 	for (int i = 0; i < n; i++)
 		model_free(m[i]);

@@ -9,7 +9,11 @@
  * match after lower-casing and dropping punctuation).  Resolution search:
  * every metric at each max-pixels setting of the grid on the dev split;
  * the best setting per metric is then scored on the test split, beside
- * the default setting's score. */
+ * the default setting's score.  Every sample of a set is accounted for:
+ * the report's "samples" gives per set how many were read, used and
+ * skipped by reason (no image, no text, an image that does not decode, a
+ * text with a special token or over MAX_TEXT_TOKENS); a set that breaks
+ * mid-way (a truncated shard) fails the run. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,9 +58,37 @@ typedef struct ev {
 /* ---------------------------------------------------------------------- */
 /* reading */
 
-static int read_items(const char *pattern, int qa, int max, item **out, int *n, mvl_err *err)
+/* Why a held-out sample was not used: each is counted and reported, so
+ * a set that lost half its samples does not pass for a whole one. */
+enum { SKIP_UNREADABLE, SKIP_NO_IMAGE, SKIP_NO_TEXT, SKIP_BAD_IMAGE, SKIP_BAD_TEXT, SKIP_TOO_LONG, NSKIP };
+static const char *const skip_names[NSKIP] = {"unreadable", "no_image", "no_text", "bad_image", "bad_text", "too_long"};
+
+/* a text longer than this many tokens (its image aside) is not scored:
+ * one forward over it would cost memory quadratic in it */
+enum { MAX_TEXT_TOKENS = 1024 };
+
+typedef struct set_count {
+	uint64_t read, used, skipped[NSKIP];
+} set_count;
+
+/* whether text encodes as a caption (qa 0) or a question: no special
+ * token inside, not too long */
+static int text_skip(ev *e, const char *text, int qa)
+{
+	chat_seq seq = {0};
+	mvl_err er;
+	int rc = qa ? chat_question(e->b, e->bc, &e->t, text, 0, 0, &seq, &er)
+		    : chat_caption(e->b, e->bc, &e->t, text, strlen(text), 0, 0, &seq, &er);
+	int why = rc != 0 ? SKIP_BAD_TEXT : seq.n > MAX_TEXT_TOKENS ? SKIP_TOO_LONG : -1;
+	chat_seq_free(&seq);
+	return why;
+}
+
+static int read_items(ev *e, const char *pattern, int qa, int max, item **out, int *n, set_count *cnt, mvl_err *err)
 {
 	inputs in = {0};
+	*n = 0;
+	*out = NULL;
 	if (inputs_expand(&in, pattern, err) != 0 || inputs_shard_dirs(&in, err) != 0) {
 		inputs_free(&in);
 		return -1;
@@ -66,20 +98,27 @@ static int read_items(const char *pattern, int qa, int max, item **out, int *n, 
 	img_ctx *ic = img_ctx_new();
 	sample s;
 	sample_init(&s);
-	int cap = 0;
-	*n = 0;
-	*out = NULL;
+	int cap = 0, rc = 0;
 	for (;;) {
 		reject_info rj;
-		mvl_err e;
-		int rc = shard_reader_next(rd, &s, &rj, &e);
-		if (rc == READ_END || (max && *n >= max))
+		mvl_err er;
+		int r = shard_reader_next(rd, &s, &rj, &er);
+		if (r == READ_END || (max && *n >= max))
 			break;
-		if (rc != READ_SAMPLE)
+		if (r != READ_INPUT_ERROR)
+			cnt->read++;
+		if (r == READ_INPUT_ERROR || r == READ_BROKEN) {
+			/* a held-out set read in part would score as if whole */
+			if (r == READ_BROKEN)
+				cnt->skipped[SKIP_UNREADABLE]++;
+			rc = mvl_errf(err, "%s", er.msg);
+			break;
+		}
+		if (r != READ_SAMPLE) {
+			cnt->skipped[SKIP_UNREADABLE]++;
 			continue;
+		}
 		member *im = sample_image(&s, NULL);
-		if (!im)
-			continue;
 		item it = {0};
 		if (qa) {
 			member *j = sample_get(&s, "json");
@@ -100,11 +139,22 @@ static int read_items(const char *pattern, int qa, int max, item **out, int *n, 
 			if (txt && txt->size)
 				it.text = xstrndup((const char *)txt->data, txt->size);
 		}
+		int why = -1;
 		img_decode_opts dopts;
 		img_decode_opts_default(&dopts);
-		if (!it.text || img_decode(ic, im->data, im->size, &dopts, &it.img, NULL, &e) != 0) {
+		if (!im)
+			why = SKIP_NO_IMAGE;
+		else if (!it.text)
+			why = SKIP_NO_TEXT;
+		else if ((why = text_skip(e, it.text, qa)) >= 0)
+			;
+		else if (img_decode(ic, im->data, im->size, &dopts, &it.img, NULL, &er) != 0)
+			why = SKIP_BAD_IMAGE;
+		if (why >= 0) {
+			cnt->skipped[why]++;
 			free(it.text);
 			free(it.answer);
+			img_rgb_free(&it.img);
 			continue;
 		}
 		it.key = xstrdup(s.key);
@@ -113,14 +163,35 @@ static int read_items(const char *pattern, int qa, int max, item **out, int *n, 
 			*out = xrealloc(*out, (size_t)cap * sizeof **out);
 		}
 		(*out)[(*n)++] = it;
+		cnt->used++;
 	}
 	sample_free(&s);
 	img_ctx_free(ic);
 	shard_reader_free(rd);
 	inputs_free(&in);
-	if (!*n)
-		return mvl_errf(err, "'%s': no usable %s sample", pattern, qa ? "question" : "caption");
-	return 0;
+	if (rc == 0 && !*n)
+		rc = mvl_errf(err, "'%s': no usable %s sample (%llu read)", pattern, qa ? "question" : "caption",
+			      (unsigned long long)cnt->read);
+	return rc;
+}
+
+/* the counts as {read, used, skipped: {reason: n}}, and a line on stderr
+ * when something was skipped */
+static json_t *set_count_json(const set_count *c, const char *pattern)
+{
+	json_t *sk = json_object();
+	buf line = {0};
+	for (int k = 0; k < NSKIP; k++)
+		if (c->skipped[k]) {
+			json_object_set_new(sk, skip_names[k], json_integer((json_int_t)c->skipped[k]));
+			buf_printf(&line, "%s%s %llu", line.len ? ", " : "", skip_names[k], (unsigned long long)c->skipped[k]);
+		}
+	if (line.len)
+		fprintf(stderr, "mvl eval: '%s': %llu samples, %llu used, %llu skipped (%s)\n", pattern,
+			(unsigned long long)c->read, (unsigned long long)c->used,
+			(unsigned long long)(c->read - c->used), (char *)line.data);
+	buf_free(&line);
+	return json_pack("{s:I,s:I,s:o}", "read", (json_int_t)c->read, "used", (json_int_t)c->used, "skipped", sk);
 }
 
 static void free_items(item *it, int n)
@@ -369,13 +440,13 @@ static int run_eval(const eval_opts *o)
 	json_t *rep = json_object(), *gridj = json_array();
 	char *wp = ckpt_weights(o->ckpt, &err);
 	e.m = wp ? model_load_new(wp, &err) : NULL;
-	free(wp);
 	if (!e.m)
 		goto done;
 	if (!(e.b = bpe_open(o->tokenizer, o->encoding, &err)) || chat_tokens_setup(e.b, &e.t, &err) != 0)
 		goto done;
 	if (bpe_vocab_size(e.b) > (size_t)e.m->c.vocab) {
-		mvl_errf(&err, "the tokenizer has %zu ids, the model %d", bpe_vocab_size(e.b), e.m->c.vocab);
+		mvl_errf(&err, "the tokenizer '%s' has %zu ids, the model '%s' only %d: not the tokenizer it was trained with",
+			 o->tokenizer, bpe_vocab_size(e.b), wp, e.m->c.vocab);
 		goto done;
 	}
 	e.bc = bpe_ctx_new(e.b);
@@ -389,11 +460,19 @@ static int run_eval(const eval_opts *o)
 		grid[ng++] = v;
 		p = *end == ',' ? end + 1 : end;
 	}
-	if ((o->cap_dev && read_items(o->cap_dev, 0, o->max_samples, &cd, &ncd, &err) != 0) ||
-	    (o->cap_test && read_items(o->cap_test, 0, o->max_samples, &ct, &nct, &err) != 0) ||
-	    (o->qa_dev && read_items(o->qa_dev, 1, o->max_samples, &qd, &nqd, &err) != 0) ||
-	    (o->qa_test && read_items(o->qa_test, 1, o->max_samples, &qt, &nqt, &err) != 0))
+	set_count cnt[4] = {{0}};
+	if ((o->cap_dev && read_items(&e, o->cap_dev, 0, o->max_samples, &cd, &ncd, &cnt[0], &err) != 0) ||
+	    (o->cap_test && read_items(&e, o->cap_test, 0, o->max_samples, &ct, &nct, &cnt[1], &err) != 0) ||
+	    (o->qa_dev && read_items(&e, o->qa_dev, 1, o->max_samples, &qd, &nqd, &cnt[2], &err) != 0) ||
+	    (o->qa_test && read_items(&e, o->qa_test, 1, o->max_samples, &qt, &nqt, &cnt[3], &err) != 0))
 		goto done;
+	json_t *sets = json_object();
+	const char *const set_names[4] = {"captions_dev", "captions_test", "qa_dev", "qa_test"};
+	const char *const set_paths[4] = {o->cap_dev, o->cap_test, o->qa_dev, o->qa_test};
+	for (int k = 0; k < 4; k++)
+		if (set_paths[k])
+			json_object_set_new(sets, set_names[k], set_count_json(&cnt[k], set_paths[k]));
+	json_object_set_new(rep, "samples", sets);
 	if (!ncd && !nct && !nqd && !nqt) {
 		mvl_errf(&err, "give held-out sets: --captions-dev/--captions-test and/or --qa-dev/--qa-test");
 		goto done;
@@ -469,6 +548,7 @@ done:
 	bpe_ctx_free(e.bc);
 	bpe_free(e.b);
 	model_free(e.m);
+	free(wp);
 	return rc;
 }
 

@@ -21,6 +21,10 @@ typedef struct gen_opts {
 	uint64_t seed, min_pixels, max_pixels;
 } gen_opts;
 
+/* the prompt's forward costs time quadratic in its length: a prompt far
+ * beyond any training length is refused rather than run for hours */
+enum { MAX_PROMPT_TOKENS = 8192 };
+
 static int load_image(const gen_opts *o, img_rgb *out, mvl_err *err)
 {
 	buf data = {0};
@@ -58,14 +62,13 @@ static int run_generate(const gen_opts *o)
 	uint32_t *out = NULL, *pos = NULL, *segv = NULL;
 	uint8_t *loss = NULL;
 	buf text = {0};
-	free(wp);
 	if (!m)
 		goto done;
 	if (!(b = bpe_open(o->tokenizer, o->encoding, &err)) || chat_tokens_setup(b, &t, &err) != 0)
 		goto done;
 	if (bpe_vocab_size(b) > (size_t)m->c.vocab) {
-		mvl_errf(&err, "the tokenizer has %zu ids, the model only %d: not the tokenizer it was trained with",
-			 bpe_vocab_size(b), m->c.vocab);
+		mvl_errf(&err, "the tokenizer '%s' has %zu ids, the model '%s' only %d: not the tokenizer it was trained with",
+			 o->tokenizer, bpe_vocab_size(b), wp, m->c.vocab);
 		goto done;
 	}
 	bc = bpe_ctx_new(b);
@@ -80,6 +83,10 @@ static int run_generate(const gen_opts *o)
 		goto done;
 	} else {
 		seq.n--; /* the caption continues: no <|endoftext|> yet */
+	}
+	if (seq.n > MAX_PROMPT_TOKENS) {
+		mvl_errf(&err, "the prompt is %zu tokens, more than the %d a prompt may have", seq.n, MAX_PROMPT_TOKENS);
+		goto done;
 	}
 	int n = (int)seq.n;
 	pos = xmalloc((size_t)n * sizeof *pos);
@@ -120,6 +127,7 @@ done:
 	bpe_ctx_free(bc);
 	bpe_free(b);
 	model_free(m);
+	free(wp);
 	return rc;
 }
 

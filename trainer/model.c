@@ -87,14 +87,19 @@ static double gauss(uint64_t *s)
 	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
-model *model_new(const model_config *c, uint64_t seed)
+size_t model_tensor_bound(const model_config *c)
+{
+	return 16 + 7 * (size_t)c->vit_layers + (13 + 3 * (size_t)c->n_experts) * (size_t)c->layers;
+}
+
+model *model_layout(const model_config *c)
 {
 	model *m = xcalloc(1, sizeof *m);
 	m->c = *c;
 	int Dv = c->vit_dim, Fv = c->vit_mlp, D = c->dim, F = c->mlp, V = c->vocab;
 	int dh = D / c->heads;
 	int E = c->n_experts, Fe = c->expert_mlp, Fs = c->shared_mlp;
-	m->t = xcalloc((size_t)(16 + 7 * c->vit_layers + (13 + 3 * (size_t)E) * c->layers), sizeof *m->t);
+	m->t = xcalloc(model_tensor_bound(c), sizeof *m->t);
 	add(m, MPART_VIT, 0, Dv, PATCH_IN, "visual.patch_embed.proj.weight", 0);
 	for (int i = 0; i < c->vit_layers; i++) {
 		add(m, MPART_VIT, 1, Dv, 0, "visual.blocks.%d.norm1.weight", i);
@@ -142,6 +147,13 @@ model *model_new(const model_config *c, uint64_t seed)
 	add(m, MPART_LLM, 1, D, 0, "model.norm.weight", 0);
 	if (!c->tied)
 		add(m, MPART_LLM, 0, V, D, "lm_head.weight", 0);
+	return m;
+}
+
+model *model_new(const model_config *c, uint64_t seed)
+{
+	model *m = model_layout(c);
+	int E = c->n_experts;
 	m->params = xmalloc(m->nparams * sizeof *m->params);
 	m->grads = xcalloc(m->nparams, sizeof *m->grads);
 	m->trainable = MPART_ALL;

@@ -159,6 +159,13 @@ typedef struct model {
 
 /* model_new() : the tensor table for c, parameters initialized from seed. */
 model *model_new(const model_config *c, uint64_t seed);
+/* model_layout() : the tensor table and nparams alone (params, grads
+ * NULL; model_free() frees it): what a file must hold, checked before
+ * any parameter memory is allocated. */
+model *model_layout(const model_config *c);
+/* model_tensor_bound() : at least the number of tensors of c (what
+ * model_layout() allocates the table for). */
+size_t model_tensor_bound(const model_config *c);
 void model_free(model *m);
 /* model_tensor() : by name, or NULL. */
 mtensor *model_tensor(model *m, const char *name);

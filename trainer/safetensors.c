@@ -2,9 +2,12 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -61,14 +64,71 @@ struct st_file {
 	buf data;
 	st_tensor *t;
 	char **names;
+	uint64_t *begin; /* each tensor's first byte after the header */
 	int n;
 	json_t *meta;
 };
+
+static const st_file *sort_file;
+
+static int by_begin(const void *a, const void *b)
+{
+	uint64_t x = sort_file->begin[*(const int *)a], y = sort_file->begin[*(const int *)b];
+	return (x > y) - (x < y);
+}
+
+static size_t tensor_bytes(const st_tensor *t)
+{
+	size_t n = 4;
+	for (int d = 0; d < t->ndim; d++)
+		n *= (size_t)t->shape[d];
+	return n;
+}
+
+/* As the format asks: the tensors tile the data exactly (no byte read
+ * twice, no hole, nothing after), and every value is finite: a NaN
+ * weight would only show as a NaN loss much later, far from its file. */
+static int check_layout(st_file *f, const char *path, size_t avail, mvl_err *err)
+{
+	int *order = xmalloc((size_t)f->n * sizeof *order + 1);
+	for (int i = 0; i < f->n; i++)
+		order[i] = i;
+	sort_file = f;
+	qsort(order, (size_t)f->n, sizeof *order, by_begin);
+	uint64_t at = 0;
+	int rc = 0;
+	for (int j = 0; j < f->n && rc == 0; j++) {
+		const st_tensor *t = &f->t[order[j]];
+		if (f->begin[order[j]] != at)
+			rc = mvl_errf(err, "'%s': tensor '%s' %s the data of the tensor before it", path, t->name,
+				      f->begin[order[j]] < at ? "overlaps" : "leaves a hole after");
+		at += tensor_bytes(t);
+	}
+	if (rc == 0 && at != avail)
+		rc = mvl_errf(err, "'%s': %zu bytes of data after the last tensor", path, (size_t)(avail - at));
+	for (int i = 0; i < f->n && rc == 0; i++) {
+		size_t n = tensor_bytes(&f->t[i]) / 4;
+		for (size_t k = 0; k < n; k++)
+			if (!isfinite(f->t[i].data[k])) {
+				rc = mvl_errf(err, "'%s': tensor '%s' holds a non-finite value (NaN or Inf) at element %zu",
+					      path, f->t[i].name, k);
+				break;
+			}
+	}
+	free(order);
+	return rc;
+}
 
 st_file *st_open(const char *path, mvl_err *err)
 {
 	st_file *f = xcalloc(1, sizeof *f);
 	json_t *h = NULL;
+	struct stat sb;
+	/* a device or a FIFO would be read to its (absent) end */
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		mvl_errf(err, "'%s': not a regular file", path);
+		goto fail;
+	}
 	if (read_file(path, (size_t)1 << 40, &f->data, err) != 0)
 		goto fail;
 	uint64_t hl;
@@ -94,6 +154,7 @@ st_file *st_open(const char *path, mvl_err *err)
 	}
 	f->t = xcalloc(json_object_size(h) + 1, sizeof *f->t);
 	f->names = xcalloc(json_object_size(h) + 1, sizeof *f->names);
+	f->begin = xcalloc(json_object_size(h) + 1, sizeof *f->begin);
 	const char *k;
 	json_t *v;
 	json_object_foreach(h, k, v) {
@@ -134,8 +195,11 @@ st_file *st_open(const char *path, mvl_err *err)
 		f->names[f->n] = xstrdup(k);
 		t->name = f->names[f->n];
 		t->data = (const float *)(f->data.data + base + b);
+		f->begin[f->n] = (uint64_t)b;
 		f->n++;
 	}
+	if (check_layout(f, path, avail, err) != 0)
+		goto fail;
 	json_decref(h);
 	return f;
 fail:
@@ -174,6 +238,7 @@ void st_close(st_file *f)
 	for (int i = 0; i < f->n; i++)
 		free(f->names[i]);
 	free(f->names);
+	free(f->begin);
 	free(f->t);
 	json_decref(f->meta);
 	buf_free(&f->data);

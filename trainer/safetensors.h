@@ -6,7 +6,10 @@
  * relative to the byte after the header, tensors packed in order, the
  * header padded with spaces to a multiple of 8), then the data.  Files are
  * written to a temporary name, fsynced and renamed; the reader checks that
- * every tensor's offsets lie inside the file and match its shape.
+ * every tensor's offsets lie inside the file and match its shape, that the
+ * tensors tile the data exactly (no overlap, no hole, nothing after), and
+ * that every value is finite (a NaN weight is refused where it is read,
+ * not found later as a NaN loss).
  */
 #ifndef MVL_SAFETENSORS_H
 #define MVL_SAFETENSORS_H
@@ -28,8 +31,8 @@ typedef struct st_tensor {
 int st_write(const char *path, const st_tensor *t, int n, const char *const *meta, int nmeta, mvl_err *err);
 
 typedef struct st_file st_file;
-/* st_open() : reads the whole file and checks its header.  @return NULL +
- * *err naming the file and what is wrong. */
+/* st_open() : reads the whole file (a regular file only) and checks it as
+ * above.  @return NULL + *err naming the file and what is wrong. */
 st_file *st_open(const char *path, mvl_err *err);
 /* st_get() : the tensor called name (F32 only), or NULL. */
 const st_tensor *st_get(const st_file *f, const char *name);

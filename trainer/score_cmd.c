@@ -139,6 +139,10 @@ enum { OTHERS = 3 };
 /* samples scored in one forward */
 enum { BATCH = 8 };
 
+/* a caption longer than this many tokens is not scored: BATCH x 5
+ * sequences of it in one forward would cost memory without bound */
+enum { MAX_CAPTION_TOKENS = 1024 };
+
 /* a sample read and waiting for its batch's forward */
 typedef struct pend {
 	sample s;
@@ -185,10 +189,16 @@ int cmd_score(int argc, char **argv)
 	mvl_err err;
 	char *wp = ckpt_weights(o.ckpt, &err);
 	model *m = wp ? model_load_new(wp, &err) : NULL;
-	free(wp);
 	bpe *b = m ? bpe_open(o.tokenizer, o.encoding, &err) : NULL;
 	chat_tokens t;
-	if (!m || !b || chat_tokens_setup(b, &t, &err) != 0) {
+	int ok = m && b && chat_tokens_setup(b, &t, &err) == 0;
+	if (ok && bpe_vocab_size(b) > (size_t)m->c.vocab) {
+		mvl_errf(&err, "the tokenizer '%s' has %zu ids, the model '%s' only %d: not the tokenizer it was trained "
+			       "with", o.tokenizer, bpe_vocab_size(b), wp, m->c.vocab);
+		ok = 0;
+	}
+	free(wp);
+	if (!ok) {
 		fprintf(stderr, "mvl score: %s\n", err.msg);
 		bpe_free(b);
 		model_free(m);
@@ -239,8 +249,8 @@ int cmd_score(int argc, char **argv)
 			p->nq = 0;
 			for (int k = 0; k < 2 + OTHERS; k++)
 				p->seq[k].n = 0;
-			p->ok = p->ok && chat_caption(b, bc, &t, cap, n, h, w, &p->seq[0], &e) == 0 &&
-				chat_caption(b, bc, &t, cap, n, 0, 0, &p->seq[1], &e) == 0;
+			p->ok = p->ok && chat_caption(b, bc, &t, cap, n, 0, 0, &p->seq[1], &e) == 0 &&
+				p->seq[1].n <= MAX_CAPTION_TOKENS && chat_caption(b, bc, &t, cap, n, h, w, &p->seq[0], &e) == 0;
 			if (p->ok) {
 				p->img[0] = &p->im;
 				p->img[1] = NULL;
@@ -313,8 +323,9 @@ int cmd_score(int argc, char **argv)
 		np = 0;
 	}
 	if (!o.so.quiet || unscored)
-		fprintf(stderr, "mvl score: %llu scored, %llu passed through unscored (no image or caption, or an "
-				"image that does not decode)\n", (unsigned long long)scored, (unsigned long long)unscored);
+		fprintf(stderr, "mvl score: %llu scored, %llu passed through unscored (no image or caption, an "
+				"image that does not decode, or a caption that does not encode or runs over %d tokens)\n",
+			(unsigned long long)scored, (unsigned long long)unscored, MAX_CAPTION_TOKENS);
 	if (failed)
 		sr.output_failed = 1;
 	int rc = stream_run_close(&sr);

@@ -203,22 +203,39 @@ int model_save(const model *m, const char *path, mvl_err *err)
 	return rc;
 }
 
+/* every tensor of m in f, of m's shape, and nothing else in f */
+static int check_tensors(const model *m, const st_file *f, const char *path, mvl_err *err)
+{
+	for (int i = 0; i < m->nt; i++) {
+		const mtensor *mt = &m->t[i];
+		const st_tensor *t = st_get(f, mt->name);
+		if (!t)
+			return mvl_errf(err, "'%s' has no tensor '%s'", path, mt->name);
+		if (t->ndim != mt->ndim || t->shape[0] != mt->shape[0] || (mt->ndim == 2 && t->shape[1] != mt->shape[1]))
+			return mvl_errf(err, "'%s': tensor '%s' has another shape than this model's", path, mt->name);
+	}
+	/* names are unique on both sides: equal counts leave no stranger */
+	for (int i = 0; st_count(f) != m->nt && i < st_count(f); i++)
+		if (!model_tensor((model *)m, st_at(f, i)->name))
+			return mvl_errf(err, "'%s': tensor '%s' is not part of this model (another config?)", path,
+					st_at(f, i)->name);
+	return 0;
+}
+
+static void copy_tensors(model *m, const st_file *f)
+{
+	for (int i = 0; i < m->nt; i++)
+		memcpy(m->params + m->t[i].off, st_get(f, m->t[i].name)->data, m->t[i].n * sizeof(float));
+}
+
 int model_load(model *m, const char *path, mvl_err *err)
 {
 	st_file *f = st_open(path, err);
 	if (!f)
 		return -1;
-	int rc = 0;
-	for (int i = 0; i < m->nt && rc == 0; i++) {
-		const mtensor *mt = &m->t[i];
-		const st_tensor *t = st_get(f, mt->name);
-		if (!t)
-			rc = mvl_errf(err, "'%s' has no tensor '%s'", path, mt->name);
-		else if (t->ndim != mt->ndim || t->shape[0] != mt->shape[0] || (mt->ndim == 2 && t->shape[1] != mt->shape[1]))
-			rc = mvl_errf(err, "'%s': tensor '%s' has another shape than this model's", path, mt->name);
-		else
-			memcpy(m->params + mt->off, t->data, mt->n * sizeof(float));
-	}
+	int rc = check_tensors(m, f, path, err);
+	if (rc == 0)
+		copy_tensors(m, f);
 	st_close(f);
 	return rc;
 }
@@ -229,16 +246,28 @@ model *model_load_new(const char *path, mvl_err *err)
 	if (!f)
 		return NULL;
 	model_config c = {0};
-	int rc = config_parse(st_meta(f, "config"), &c, err);
-	st_close(f);
-	if (rc != 0) {
+	model *m = NULL;
+	if (config_parse(st_meta(f, "config"), &c, err) != 0) {
 		mvl_errprefix(err, "'%s'", path);
-		return NULL;
+		goto fail;
 	}
-	model *m = model_new(&c, 0);
-	if (model_load(m, path, err) != 0) {
-		model_free(m);
-		return NULL;
+	/* the config's claims are checked against the file's tensors before
+	 * anything of their size is allocated */
+	if (model_tensor_bound(&c) > (size_t)st_count(f) + 16) {
+		mvl_errf(err, "'%s': the model config asks for %zu tensors, the file holds %d", path,
+			 model_tensor_bound(&c), st_count(f));
+		goto fail;
 	}
+	m = model_layout(&c);
+	if (check_tensors(m, f, path, err) != 0)
+		goto fail;
+	model_free(m);
+	m = model_new(&c, 0);
+	copy_tensors(m, f);
+	st_close(f);
 	return m;
+fail:
+	model_free(m);
+	st_close(f);
+	return NULL;
 }

@@ -52,11 +52,14 @@ typedef struct sched {
 double sched_lr(const sched *s, int64_t step);
 
 /* model_save() / model_load() : the parameters as safetensors.  load checks
- * every tensor's name and shape against m (made from the file's config
- * when *m is NULL: see model_load_new). */
+ * every tensor's name and shape against m, and refuses a file with a
+ * tensor m does not have (made from the file's config when *m is NULL:
+ * see model_load_new). */
 int model_save(const model *m, const char *path, mvl_err *err);
 int model_load(model *m, const char *path, mvl_err *err);
-/* model_load_new() : a model of the config stored in path, its weights. */
+/* model_load_new() : a model of the config stored in path, its weights.
+ * The config is checked against the file's tensors before parameter
+ * memory is allocated: a config claiming huge sizes costs nothing. */
 model *model_load_new(const char *path, mvl_err *err);
 
 /* config_json() / config_parse() : model_config as a JSON string. */

@@ -531,6 +531,18 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 			mvl_errf(&err, "'%s/state.json': %s", resume_dir, je.text);
 			goto fail;
 		}
+		/* every count a non-negative integer: a negative step would run
+		 * more steps than the run has room for */
+		static const char *const keys[] = {"step", "data_pos", "adam_t", "skipped", "trainable"};
+		for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+			json_t *v = json_object_get(s, keys[i]);
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				mvl_errf(&err, "'%s/state.json': '%s' missing or not a non-negative integer", resume_dir,
+					 keys[i]);
+				json_decref(s);
+				goto fail;
+			}
+		}
 		step0 = json_integer_value(json_object_get(s, "step"));
 		data_pos = (uint64_t)json_integer_value(json_object_get(s, "data_pos"));
 		opt.t = json_integer_value(json_object_get(s, "adam_t"));
@@ -543,7 +555,8 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		int tp = (int)json_integer_value(json_object_get(s, "trainable"));
 		json_decref(s);
 		if (tp != parts) {
-			mvl_errf(&err, "the checkpoint trained other parts (%d) than asked (%d)", tp, parts);
+			mvl_errf(&err, "'%s/state.json': the checkpoint trained other parts (%d) than asked (%d)", resume_dir,
+				 tp, parts);
 			goto fail;
 		}
 		if (load_optim(resume_dir, m, &opt, &err) != 0)
