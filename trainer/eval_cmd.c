@@ -312,7 +312,9 @@ static int greedy(ev *e, const img_rgb *im, const char *prompt, int chat, buf *o
 	mbatch mb = {1, n, seq.ids, pos, sg, loss, &mi, 1, e->t.image_pad, NULL};
 	uint32_t stop[2] = {e->t.im_end, e->t.endoftext}, *gen = xmalloc((size_t)e->o->max_tokens * 4);
 	int ng = 0;
-	rc = model_generate(e->m, &mb, e->o->max_tokens, stop, 2, 0, 1, 1, gen, &ng, err);
+	gen_opts g = {.max_new = e->o->max_tokens, .stop = stop, .nstop = 2, .top_p = 1,
+		      .ids = (int)bpe_vocab_size(e->b)};
+	rc = model_generate(e->m, &mb, &g, gen, &ng, err);
 	if (rc == 0 && ng && (gen[ng - 1] == e->t.im_end || gen[ng - 1] == e->t.endoftext))
 		ng--;
 	out->len = 0;

@@ -14,18 +14,18 @@
 #include "train.h"
 #include "data.h"
 
-typedef struct gen_opts {
+typedef struct generate_cmd_opts {
 	const char *ckpt, *tokenizer, *encoding, *image, *prompt, *mode;
 	int max_tokens;
 	double temperature, top_p;
 	uint64_t seed, min_pixels, max_pixels;
-} gen_opts;
+} generate_cmd_opts;
 
 /* the prompt's forward costs time quadratic in its length: a prompt far
  * beyond any training length is refused rather than run for hours */
 enum { MAX_PROMPT_TOKENS = 8192 };
 
-static int load_image(const gen_opts *o, img_rgb *out, mvl_err *err)
+static int load_image(const generate_cmd_opts *o, img_rgb *out, mvl_err *err)
 {
 	buf data = {0};
 	if (read_file(o->image, (size_t)1 << 30, &data, err) != 0)
@@ -48,7 +48,7 @@ static int load_image(const gen_opts *o, img_rgb *out, mvl_err *err)
 	return rc;
 }
 
-static int run_generate(const gen_opts *o)
+static int run_generate(const generate_cmd_opts *o)
 {
 	mvl_err err;
 	int rc = 1;
@@ -104,8 +104,8 @@ static int run_generate(const gen_opts *o)
 	uint32_t stop[2] = {t.im_end, t.endoftext};
 	out = xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
 	int nout;
-	if (model_generate(m, &mb, o->max_tokens, stop, 2, (float)o->temperature, (float)o->top_p, o->seed, out, &nout,
-			   &err) != 0)
+	gen_opts g = {o->max_tokens, stop, 2, (float)o->temperature, (float)o->top_p, o->seed, (int)bpe_vocab_size(b)};
+	if (model_generate(m, &mb, &g, out, &nout, &err) != 0)
 		goto done;
 	if (nout && (out[nout - 1] == t.im_end || out[nout - 1] == t.endoftext))
 		nout--;
@@ -133,7 +133,7 @@ done:
 
 int cmd_generate(int argc, char **argv)
 {
-	gen_opts o;
+	generate_cmd_opts o;
 	const opt_spec specs[] = {
 		{"ckpt", 0, OPT_STR, &o.ckpt, NULL, "CKPT", "a checkpoint directory (its latest) or model.safetensors (required)"},
 		{"tokenizer", 0, OPT_STR, &o.tokenizer, NULL, "FILE", "the tokenizer it was trained with (required)"},

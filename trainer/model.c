@@ -87,9 +87,15 @@ static double gauss(uint64_t *s)
 	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
-size_t model_tensor_bound(const model_config *c)
+size_t model_tensor_count(const model_config *c)
 {
-	return 16 + 7 * (size_t)c->vit_layers + (13 + 3 * (size_t)c->n_experts) * (size_t)c->layers;
+	/* model_layout()'s adds, counted: patch embed, merger (5), embedding,
+	 * final norm, the head unless tied; 7 per ViT block; per layer 8 and
+	 * its MLP (3 dense; router, bias, shared expert, 3 per expert) */
+	size_t n = 8 + !c->tied + 7 * (size_t)c->vit_layers;
+	for (int i = 0; i < c->layers; i++)
+		n += 8 + (model_is_moe(c, i) ? 2 + 3 * (c->shared_mlp > 0) + 3 * (size_t)c->n_experts : 3);
+	return n;
 }
 
 model *model_layout(const model_config *c)
@@ -99,7 +105,8 @@ model *model_layout(const model_config *c)
 	int Dv = c->vit_dim, Fv = c->vit_mlp, D = c->dim, F = c->mlp, V = c->vocab;
 	int dh = D / c->heads;
 	int E = c->n_experts, Fe = c->expert_mlp, Fs = c->shared_mlp;
-	m->t = xcalloc(model_tensor_bound(c), sizeof *m->t);
+	size_t nt = model_tensor_count(c);
+	m->t = xcalloc(nt, sizeof *m->t);
 	add(m, MPART_VIT, 0, Dv, PATCH_IN, "visual.patch_embed.proj.weight", 0);
 	for (int i = 0; i < c->vit_layers; i++) {
 		add(m, MPART_VIT, 1, Dv, 0, "visual.blocks.%d.norm1.weight", i);
@@ -147,6 +154,8 @@ model *model_layout(const model_config *c)
 	add(m, MPART_LLM, 1, D, 0, "model.norm.weight", 0);
 	if (!c->tied)
 		add(m, MPART_LLM, 0, V, D, "lm_head.weight", 0);
+	if ((size_t)m->nt != nt) /* model_tensor_count() must follow the adds */
+		abort();
 	return m;
 }
 
@@ -1085,7 +1094,13 @@ static void decode_row(model *m, float *x, uint32_t pos, float **kc, float **vc,
 	}
 }
 
-/* the next token from logits: greedy at temperature 0, else top-p */
+static int by_logit_desc(const void *a, const void *b, void *logits)
+{
+	float x = ((const float *)logits)[*(const int *)a], y = ((const float *)logits)[*(const int *)b];
+	return x < y ? 1 : x > y ? -1 : *(const int *)a - *(const int *)b;
+}
+
+/* the next token among logits[0..V): greedy at temperature 0, else top-p */
 static uint32_t pick(float *logits, int V, float temperature, float top_p, uint64_t *rng)
 {
 	int best = 0;
@@ -1097,19 +1112,15 @@ static uint32_t pick(float *logits, int V, float temperature, float top_p, uint6
 	double z = 0;
 	for (int i = 0; i < V; i++)
 		z += logits[i] = expf((logits[i] - logits[best]) / temperature);
-	/* nucleus: the smallest set of most likely tokens holding top_p */
+	/* nucleus: the smallest set of most likely tokens holding top_p (a
+	 * sort: a vocabulary of 150k with a flat distribution needs thousands) */
 	int *idx = xmalloc((size_t)V * sizeof *idx), n = 0;
+	for (int i = 0; i < V; i++)
+		idx[i] = i;
+	qsort_r(idx, (size_t)V, sizeof *idx, by_logit_desc, logits);
 	double mass = 0, cut = top_p > 0 && top_p < 1 ? top_p * z : z;
-	char *used = xcalloc((size_t)V, 1);
-	while (mass < cut && n < V) {
-		int k = -1;
-		for (int i = 0; i < V; i++)
-			if (!used[i] && (k < 0 || logits[i] > logits[k]))
-				k = i;
-		used[k] = 1;
-		idx[n++] = k;
-		mass += logits[k];
-	}
+	while (n < V && (n == 0 || mass < cut))
+		mass += logits[idx[n++]];
 	double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0 * mass, acc = 0;
 	uint32_t tok = (uint32_t)idx[n - 1];
 	for (int i = 0; i < n; i++)
@@ -1118,14 +1129,13 @@ static uint32_t pick(float *logits, int V, float temperature, float top_p, uint6
 			break;
 		}
 	free(idx);
-	free(used);
 	return tok;
 }
 
-int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
-		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err)
+int model_generate(model *m, const mbatch *prompt, const gen_opts *g, uint32_t *out, int *nout, mvl_err *err)
 {
 	const model_config *c = &m->c;
+	const int max_new = g->max_new, V = g->ids > 0 && g->ids < c->vocab ? g->ids : c->vocab;
 	int n = prompt->L, D = c->dim, dh = D / c->heads, hkv = c->kv_heads * dh, hq = c->heads * dh;
 	*nout = 0;
 	if (prompt->B != 1 || n < 1)
@@ -1157,16 +1167,16 @@ int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *
 	const float *wnf = P(m, "model.norm.weight", 0, &unused, 0);
 	memcpy(h, a->nf + (size_t)(n - 1) * D, (size_t)D * sizeof *h);
 	uint32_t pos = prompt->pos[n - 1];
-	uint64_t rng = seed;
+	uint64_t rng = g->seed;
 	float r;
 	moe_act *ma = c->n_experts > 0 ? moe_act_new() : NULL;
 	for (int t = n; *nout < max_new; t++) {
 		linear_fwd(logits, h, head, 1, D, c->vocab);
-		uint32_t tok = pick(logits, c->vocab, temperature, top_p, &rng);
+		uint32_t tok = pick(logits, V, g->temperature, g->top_p, &rng);
 		out[(*nout)++] = tok;
 		int halt = 0;
-		for (int i = 0; i < nstop; i++)
-			halt |= tok == stop[i];
+		for (int i = 0; i < g->nstop; i++)
+			halt |= tok == g->stop[i];
 		if (halt || *nout == max_new)
 			break;
 		memcpy(x, E + (size_t)tok * D, (size_t)D * sizeof *x);

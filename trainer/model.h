@@ -163,9 +163,9 @@ model *model_new(const model_config *c, uint64_t seed);
  * NULL; model_free() frees it): what a file must hold, checked before
  * any parameter memory is allocated. */
 model *model_layout(const model_config *c);
-/* model_tensor_bound() : at least the number of tensors of c (what
- * model_layout() allocates the table for). */
-size_t model_tensor_bound(const model_config *c);
+/* model_tensor_count() : the number of tensors of c (what model_layout()
+ * allocates the table for), counted without allocating. */
+size_t model_tensor_count(const model_config *c);
 void model_free(model *m);
 /* model_tensor() : by name, or NULL. */
 mtensor *model_tensor(model *m, const char *name);
@@ -197,15 +197,27 @@ typedef struct mbatch {
 int model_step(model *m, const mbatch *b, int backward, float scale, double *loss_sum, uint64_t *count,
 	       mvl_err *err);
 
+/* How model_generate() continues a prompt. */
+typedef struct gen_opts {
+	int max_new;          /* new tokens at most */
+	const uint32_t *stop; /* generation ends after any of these nstop ids */
+	int nstop;
+	float temperature;    /* 0: greedy */
+	float top_p;          /* nucleus mass (1: every token) */
+	uint64_t seed;        /* sampling */
+	int ids;              /* only ids below this are produced: the tokenizer's
+			       * size, when the model's vocabulary is padded past
+			       * it (rows no text maps to); 0: the model's vocab */
+} gen_opts;
+
 /* model_generate() : continues prompt (B == 1, one segment, its images)
- * by up to max_new tokens into out, stopping after any of stop.  The
- * prompt runs once through the training forward, whose keys and values
- * become the KV cache; then one token at a time against the cache.
- * temperature 0: greedy; else softmax(logits / temperature) sampled from
- * the smallest set of tokens holding top_p of it (top_p 1: all), with
+ * by up to g->max_new tokens into out, stopping after any of g->stop.
+ * The prompt runs once through the training forward, whose keys and
+ * values become the KV cache; then one token at a time against the
+ * cache.  Temperature 0: greedy; else softmax(logits / temperature)
+ * sampled from the smallest set of tokens holding top_p of it, with
  * seed.  @return 0 or -1 + *err. */
-int model_generate(model *m, const mbatch *prompt, int max_new, const uint32_t *stop, int nstop, float temperature,
-		   float top_p, uint64_t seed, uint32_t *out, int *nout, mvl_err *err);
+int model_generate(model *m, const mbatch *prompt, const gen_opts *g, uint32_t *out, int *nout, mvl_err *err);
 
 /* model_set_expert_parallel() : spreads the routed experts of every MoE
  * layer over d's ranks (moe_ep.h): rank r owns experts [r E/N, (r+1) E/N)

@@ -795,4 +795,21 @@ def _():
         expect(r.rc == 2, "mvl %s: exit %d, expected 2" % (" ".join(argv[:3]), r.rc))
 
 
+@check("padded_vocabulary_never_generates_a_padding_id")
+def _():
+    # a model's vocabulary padded past its tokenizer's (512 rows, 306 ids:
+    # the micro default): the rows past the tokenizer are never produced,
+    # greedy or sampled, so what is generated always decodes
+    run = os.path.join(S.dir("padded"), "run")
+    expect_rc(mvl("train", "--preset", "micro", "-q", "-j2", "--synthetic", "--steps", 2, "-o", run, timeout=60), 0)
+    for extra in ([], ["--temperature", "1.5", "--top-p", "1"], ["--temperature", "0.7", "--seed", "3"]):
+        r = mvl("generate", "--ckpt", run, "--tokenizer", TOKF, "--image", IMG, "--max-tokens", "48", *extra,
+                timeout=T)
+        expect_rc(r, 0)
+    d = S.dir("padded-eval")
+    r = mvl("eval", "--ckpt", run, "--tokenizer", TOKF, "--captions-test", EV, "--resolutions", "3136",
+            "--default-pixels", "3136", "-k", "2", "--report", os.path.join(d, "r.json"), timeout=60)
+    expect_rc(r, 0)
+
+
 S.finish()

@@ -349,13 +349,13 @@ static void kv_cache(void)
 	uint32_t gen[NEW], one[1];
 	int ng = 0, n1 = 0, same = 1;
 	mvl_err err;
-	int rc = model_generate(m, &b, NEW, NULL, 0, 0, 1, 1, gen, &ng, &err);
+	int rc = model_generate(m, &b, &(gen_opts){.max_new = NEW, .top_p = 1, .seed = 1}, gen, &ng, &err);
 	CHECKF(rc == 0 && ng == NEW, "model: greedy generation runs", "%s", rc ? err.msg : "short");
 	for (int j = 0; rc == 0 && j < NEW; j++) {
 		for (int i = 0; i < j; i++)
 			pid[N + i] = gen[i];
 		b.L = N + j;
-		if (model_generate(m, &b, 1, NULL, 0, 0, 1, 1, one, &n1, &err) != 0 || one[0] != gen[j])
+		if (model_generate(m, &b, &(gen_opts){.max_new = 1, .top_p = 1, .seed = 1}, one, &n1, &err) != 0 || one[0] != gen[j])
 			same = 0;
 	}
 	CHECK(same, "model: KV-cache decoding equals the full forward, token by token");
