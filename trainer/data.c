@@ -163,6 +163,19 @@ char *ckpt_latest(const char *out, mvl_err *err)
 	}
 	while (l.len && (l.data[l.len - 1] == '\n' || l.data[l.len - 1] == '\r'))
 		l.len--;
+	buf_append(&l, "", 0); /* NUL-terminated where trimmed */
+	/* the trainer writes step-NNNNNNNN; anything else (../x, an absolute
+	 * path, a second line) is not followed */
+	long long n;
+	int used = 0;
+	if (l.len != 13 || sscanf((char *)l.data, "step-%8lld%n", &n, &used) != 1 || used != 13 || n < 0 ||
+	    memchr(l.data, '/', l.len)) {
+		mvl_errf(err, "'%s' names '%.*s', not a checkpoint of this directory (step-NNNNNNNN)", (char *)p.data,
+			 (int)(l.len > 64 ? 64 : l.len), (char *)l.data);
+		buf_free(&p);
+		buf_free(&l);
+		return NULL;
+	}
 	p.len = 0;
 	buf_printf(&p, "%s/%.*s", out, (int)l.len, (char *)l.data);
 	buf_free(&l);

@@ -440,12 +440,18 @@ static int run_train(train_opts *o, char **packs, int npacks, dist *d)
 		buf p = {0};
 		if (stat(o->init, &st) == 0 && S_ISDIR(st.st_mode)) {
 			char *l = ckpt_latest(o->init, &err);
-			buf_printf(&p, "%s/model.safetensors", l ? l : o->init);
+			buf_printf(&p, "%s/latest", o->init);
+			int has_latest = access((char *)p.data, F_OK) == 0;
+			p.len = 0;
+			/* a directory holding model.safetensors alone is one too;
+			 * a "latest" that cannot be followed is an error */
+			if (l || !has_latest)
+				buf_printf(&p, "%s/model.safetensors", l ? l : o->init);
 			free(l);
 		} else {
 			buf_printf(&p, "%s", o->init);
 		}
-		m = model_load_new((char *)p.data, &err);
+		m = p.len ? model_load_new((char *)p.data, &err) : NULL;
 		buf_free(&p);
 	} else {
 		if (model_preset(o->preset, &c) != 0) {

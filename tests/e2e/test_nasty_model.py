@@ -349,6 +349,10 @@ def path_cases():
     latest_empty = os.path.join(d, "latest_empty")
     os.makedirs(latest_empty)
     write(os.path.join(latest_empty, "latest"), b"")
+    latest_escapes = os.path.join(d, "latest_escapes")
+    os.makedirs(latest_escapes)
+    shutil.copytree(GOOD, os.path.join(d, "elsewhere"))
+    write(os.path.join(latest_escapes, "latest"), b"../elsewhere\n")
     no_model = os.path.join(d, "no_model")
     shutil.copytree(GOOD, no_model)
     os.remove(os.path.join(no_model, "model.safetensors"))
@@ -364,6 +368,7 @@ def path_cases():
         ("a_file", notdir, r"not a safetensors|header|Not a directory"),
         ("latest_names_nothing", latest_bad, r"No such file|cannot"),
         ("latest_empty", latest_empty, r"No such file|not a checkpoint|cannot|empty"),
+        ("latest_escapes_the_directory", latest_escapes, r"not a checkpoint of this directory"),
         ("model_missing", no_model, r"No such file|cannot"),
         ("model_is_dir", model_is_dir, r"directory|not a regular file|cannot"),
         ("dev_zero", "/dev/zero", r"not a regular file|Not a directory"),
