@@ -199,7 +199,8 @@ typedef struct block_act {
 typedef struct mact {
 	float *arena;
 	size_t cap, used;
-	size_t n, np, nm;        /* LLM rows, patch rows, merged rows */
+	size_t n, np, nm;        /* LLM rows, patch rows, merged rows (of the
+				  * images the vision tower runs on) */
 	float *patches;
 	block_act *vb, *lb;
 	float *vout;             /* ViT output [np, Dv] */
@@ -209,7 +210,9 @@ typedef struct mact {
 	attn_seg *vseg, *lseg;
 	int nvseg, nlseg;
 	int32_t *target;         /* [n]: id predicted at row r, -1 none */
-	size_t *pad_row;         /* [nm]: LLM row of each merged token */
+	size_t *pad_row;         /* [every image's merged tokens]: its LLM row */
+	size_t *pad_src;         /* ... and its row of mout (an image repeated
+				  * in a forward-only batch runs once) */
 	moe_act **moe;           /* [layers], kept across steps */
 	uint64_t *load;          /* [layers * n_experts]: this step's choices */
 } mact;
@@ -568,7 +571,27 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	size_t np, nm;
 	if (check_batch(m, b, &np, &nm, err) != 0)
 		return -1;
-	size_t n = (size_t)b->B * b->L;
+	size_t n = (size_t)b->B * b->L, npads = nm;
+	/* Without a backward, an image the batch holds more than once (eval's
+	 * retrieval candidates share one, score's contrast rows reuse their
+	 * neighbours') goes through the vision tower once: first[k] is the
+	 * first image with k's pixels, and np, nm count the distinct ones. */
+	int *first = xmalloc(((size_t)b->nimg + 1) * sizeof *first);
+	for (int k = 0; k < b->nimg; k++) {
+		const mimage *im = &b->img[k];
+		first[k] = k;
+		for (int j = 0; !backward && j < k && first[k] == k; j++) {
+			const mimage *o = &b->img[j];
+			if (first[j] == j && o->h == im->h && o->w == im->w &&
+			    (o->px == im->px || !memcmp(o->px, im->px, (size_t)im->h * im->w * 3)))
+				first[k] = j;
+		}
+		if (first[k] != k) {
+			size_t t = (size_t)(im->h / 28) * (size_t)(im->w / 28);
+			nm -= t;
+			np -= 4 * t;
+		}
+	}
 	int Dv = c->vit_dim, D = c->dim, dhv = Dv / c->vit_heads, dh = D / c->heads;
 	int hq = c->heads * dh, hkv = c->kv_heads * dh;
 	mact *a = m->act;
@@ -599,10 +622,12 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 	free(a->lseg);
 	free(a->target);
 	free(a->pad_row);
+	free(a->pad_src);
 	a->vseg = xcalloc((size_t)b->nimg + 1, sizeof *a->vseg);
 	a->lseg = xcalloc(n + 1, sizeof *a->lseg);
 	a->target = xmalloc(n * sizeof *a->target);
-	a->pad_row = xmalloc((nm + 1) * sizeof *a->pad_row);
+	a->pad_row = xmalloc((npads + 1) * sizeof *a->pad_row);
+	a->pad_src = xmalloc((npads + 1) * sizeof *a->pad_src);
 	if (c->n_experts > 0) {
 		if (!a->moe) {
 			a->moe = xcalloc((size_t)c->layers, sizeof *a->moe);
@@ -620,11 +645,20 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 
 	/* ---- vision ---- */
 	int *prow = xmalloc((np + 1) * sizeof *prow), *pcol = xmalloc((np + 1) * sizeof *pcol);
-	size_t p = 0, mk = 0;
+	size_t p = 0, mk = 0, mq = 0;
+	size_t *mstart = xmalloc(((size_t)b->nimg + 1) * sizeof *mstart); /* image k's first row of mout */
 	a->nvseg = 0;
 	for (int k = 0; k < b->nimg; k++) {
 		const mimage *im = &b->img[k];
-		int ph = im->h / PATCH, pw = im->w / PATCH;
+		int ph = im->h / PATCH, pw = im->w / PATCH, t = (im->h / 28) * (im->w / 28);
+		mstart[k] = first[k] == k ? mq : mstart[first[k]];
+		for (int i = 0; i < t; i++, mk++) {
+			a->pad_row[mk] = (size_t)im->seq * b->L + im->token + i;
+			a->pad_src[mk] = mstart[k] + i;
+		}
+		if (first[k] != k)
+			continue;
+		mq += t;
 		a->vseg[a->nvseg++] = (attn_seg){(int)p, ph * pw, 0};
 		for (int r = 0; r < ph; r++)
 			for (int cc = 0; cc < pw; cc++, p++) {
@@ -639,9 +673,8 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 				prow[p] = r;
 				pcol[p] = cc;
 			}
-		for (int t = 0; t < (im->h / 28) * (im->w / 28); t++)
-			a->pad_row[mk++] = (size_t)im->seq * b->L + im->token + t;
 	}
+	free(mstart);
 	rope_angles_2d(a->vang, prow, pcol, (int)np, dhv, c->vit_rope_theta);
 	free(prow);
 	free(pcol);
@@ -665,6 +698,8 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 		/* merger */
 		size_t q = 0, base = 0;
 		for (int k = 0; k < b->nimg; k++) {
+			if (first[k] != k)
+				continue;
 			int pw = b->img[k].w / PATCH, mh = b->img[k].h / 28, mw = b->img[k].w / 28;
 			for (int i = 0; i < mh; i++)
 				for (int j = 0; j < mw; j++, q++) {
@@ -685,13 +720,15 @@ int model_step(model *m, const mbatch *b, int backward, float scale, double *los
 		add_bias(a->mout, P(m, "visual.merger.mlp.2.bias", 0, &unused, 0), nm, D);
 	}
 
+	free(first);
+
 	/* ---- LLM ---- */
 	float *dE_ptr;
 	const float *E = P(m, "model.embed_tokens.weight", 0, &dE_ptr, gllm);
 	float *x0 = c->layers ? a->lb[0].x : a->xf;
 	embed_fwd(x0, E, b->ids, (int)n, D);
-	for (size_t t = 0; t < nm; t++)
-		memcpy(x0 + a->pad_row[t] * D, a->mout + t * D, D * sizeof(float));
+	for (size_t t = 0; t < npads; t++)
+		memcpy(x0 + a->pad_row[t] * D, a->mout + a->pad_src[t] * D, D * sizeof(float));
 	rope_angles_1d(a->lang, b->pos, (int)n, dh, c->rope_theta);
 	a->nlseg = 0;
 	for (int s = 0; s < b->B; s++)
@@ -959,6 +996,7 @@ void model_free(model *m)
 		free(m->act->lseg);
 		free(m->act->target);
 		free(m->act->pad_row);
+		free(m->act->pad_src);
 		for (int l = 0; m->act->moe && l < m->c.layers; l++)
 			moe_act_free(m->act->moe[l]);
 		free(m->act->moe);

@@ -362,6 +362,33 @@ static void kv_cache(void)
 	model_free(m);
 }
 
+/* a forward alone runs an image the batch holds twice through the vision
+ * tower once: the same loss as a backward pass (which never shares), by
+ * pointer or by equal pixels, and a one-pixel difference is not shared */
+static void repeated_images(void)
+{
+	model_config c = micro(0);
+	model *m = model_new(&c, 5);
+	mbatch b;
+	make_batch(&b);
+	static uint8_t copy[28 * 56 * 3];
+	memcpy(copy, px0, sizeof copy);
+	const uint8_t *which[3] = {px0, copy, copy};
+	for (int v = 0; v < 3; v++) {
+		if (v == 2)
+			copy[100] ^= 1;
+		imgs[1] = (mimage){1, 7, 28, 56, which[v]};
+		double fwd = loss_of(m, &b), both;
+		uint64_t n;
+		mvl_err err;
+		model_step(m, &b, 1, 1.0f, &both, &n, &err);
+		CHECKF(fabs(fwd - both) <= 1e-6 * fabs(both), "model: a repeated image shared in a forward",
+		       "case %d: forward %.9g, with backward %.9g", v, fwd, both);
+	}
+	model_free(m);
+	make_batch(&b);
+}
+
 int main(void)
 {
 	gradcheck("untied, all parts", 0, MPART_ALL);
@@ -372,6 +399,7 @@ int main(void)
 	isolation();
 	bad_batches();
 	kv_cache();
+	repeated_images();
 	const char *dir = getenv("PARITY_DIR");
 	if (dir)
 		parity_dump(dir, getenv("PARITY_MOE") != NULL);
