@@ -181,7 +181,7 @@ static int newest_before(const char *out, int64_t step, char name[32])
  * newest checkpoint before this one until the new one is in. */
 static int put_in_place(const char *out, const char *name, int64_t step, const char *tmp, mvl_err *err)
 {
-	buf dir = {0}, old = {0}, l = {0};
+	buf dir = {0}, old = {0};
 	buf_printf(&dir, "%s/%s", out, name);
 	int rc = 0;
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, (char *)dir.data, RENAME_EXCHANGE) == 0) {
@@ -193,16 +193,14 @@ static int put_in_place(const char *out, const char *name, int64_t step, const c
 			rc = mvl_errf(err, "cannot rename '%s': %s", tmp, strerror(errno));
 		goto out;
 	}
-	buf_printf(&old, "%s/latest", out);
 	mvl_err ignore;
-	char prev[32];
-	size_t n = strlen(name);
-	if (read_file((char *)old.data, 4096, &l, &ignore) == 0 && l.len >= n && !memcmp(l.data, name, n) &&
-	    (l.len == n || l.data[n] == '\n') && newest_before(out, step, prev) && set_latest(out, prev, err) != 0) {
+	char prev[32], *cur = ckpt_latest(out, &ignore);
+	int named = cur && !strcmp(cur, (char *)dir.data);
+	free(cur);
+	if (named && newest_before(out, step, prev) && set_latest(out, prev, err) != 0) {
 		rc = -1;
 		goto out;
 	}
-	old.len = 0;
 	buf_printf(&old, "%s.old.%d", (char *)dir.data, (int)getpid());
 	int had = rename((char *)dir.data, (char *)old.data) == 0;
 	if (rename(tmp, (char *)dir.data) != 0) {
@@ -215,7 +213,6 @@ static int put_in_place(const char *out, const char *name, int64_t step, const c
 out:
 	buf_free(&dir);
 	buf_free(&old);
-	buf_free(&l);
 	return rc;
 }
 
