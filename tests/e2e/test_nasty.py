@@ -513,17 +513,20 @@ def _():
         expect(b"\0" not in t, "clean kept %r with a NUL byte" % k)
 
 
+def ingest_case(case):
+    """mvl ingest over CASES[case], exit 0: (result, keys written, rejects
+    rows, {key: reason})."""
+    r, rj = run_cmd("ingest", ["ingest"], CASES[case], S.dir("ingest-" + case))
+    expect_rc(r, 0)
+    rows = read_rejects(rj)
+    return r, [k for k, _ in wds_samples(r.out)], rows, {row[0]: row[2] for row in rows}
+
+
 @check("ingest_hostile_folder")
 def _():
     # a FIFO where a caption should be (opening it blocks), a symlink loop,
     # a dangling link, a device: each sample read once, none hangs
-    d = S.dir("ingest-folder")
-    rj = os.path.join(d, "r.tsv")
-    r = mvl("ingest", "--rejects", rj, CASES["folder"], timeout=T)
-    expect_rc(r, 0)
-    out = [k for k, _ in wds_samples(r.out)]
-    rows = read_rejects(rj)
-    why = {row[0]: row[2] for row in rows}
+    r, out, rows, why = ingest_case("folder")
     eq(sorted(out), ["a", "sub/c", "z"], "samples ingested from the folder")
     for k in ("fifo", "dangling", "dev"):
         expect(k in why, "%s not rejected: %r" % (k, why))
@@ -533,13 +536,7 @@ def _():
 
 @check("ingest_hostile_jsonl")
 def _():
-    d = S.dir("ingest-jsonl")
-    rj = os.path.join(d, "r.tsv")
-    r = mvl("ingest", "--rejects", rj, CASES["jsonl"], timeout=T)
-    expect_rc(r, 0)
-    out = [k for k, _ in wds_samples(r.out)]
-    rows = read_rejects(rj)
-    why = {row[0]: row[2] for row in rows}
+    r, out, rows, why = ingest_case("jsonl")
     s = summary(r)
     eq(s["in"], 17, "JSONL lines read")
     eq(s["in"], len(out) + len(rows), "in = kept + rejected")
