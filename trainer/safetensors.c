@@ -69,11 +69,10 @@ struct st_file {
 	json_t *meta;
 };
 
-static const st_file *sort_file;
-
-static int by_begin(const void *a, const void *b)
+static int by_begin(const void *a, const void *b, void *file)
 {
-	uint64_t x = sort_file->begin[*(const int *)a], y = sort_file->begin[*(const int *)b];
+	const st_file *f = file;
+	uint64_t x = f->begin[*(const int *)a], y = f->begin[*(const int *)b];
 	return (x > y) - (x < y);
 }
 
@@ -93,8 +92,7 @@ static int check_layout(st_file *f, const char *path, size_t avail, mvl_err *err
 	int *order = xmalloc((size_t)f->n * sizeof *order + 1);
 	for (int i = 0; i < f->n; i++)
 		order[i] = i;
-	sort_file = f;
-	qsort(order, (size_t)f->n, sizeof *order, by_begin);
+	qsort_r(order, (size_t)f->n, sizeof *order, by_begin, f);
 	uint64_t at = 0;
 	int rc = 0;
 	for (int j = 0; j < f->n && rc == 0; j++) {
