@@ -62,6 +62,31 @@ def seeded(name, ref_seconds, files=None):
     return points
 
 
+def group_gone(pgid, timeout=10):
+    """Waits until no process of group pgid runs (a zombie counts as gone):
+    SIGKILL is delivered at once, but a killed child (mvl run's step) may
+    still be exiting when its parent has been reaped, and a restart that
+    begins then rightly keeps that live writer's temporaries."""
+    end = time.time() + timeout
+    while time.time() < end:
+        running = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rfind(")") + 2:].split()
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+                running = True
+                break
+        if not running:
+            return
+        time.sleep(0.01)
+
+
 def kill_after(args, delay, when=None, timeout=300):
     """Starts mvl ARGS in a process group of its own and SIGKILLs the group
     delay seconds after its start, or after when = (count_fn, n): after
@@ -84,6 +109,7 @@ def kill_after(args, delay, when=None, timeout=300):
             except ProcessLookupError:
                 pass
         p.wait(timeout)
+        group_gone(p.pid)
         if not alive and p.returncode != 0:
             log.seek(0)
             raise Fail("mvl %s: exit %d before the kill: %s" % (
